@@ -1,0 +1,7 @@
+"""spacy_bert_zh: Chinese BERT models in spaCy pipelines.
+
+Corpus converters (``conversion``), the embedded encoder (``encoder``), training helpers
+registered in spaCy's registries (``training``), evaluation (``evaluation``) and batch annotation
+of Parquet files (``annotation``, with Ray Data in ``distributed``).
+"""
+__version__ = "0.1.0"
