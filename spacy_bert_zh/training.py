@@ -1,0 +1,75 @@
+"""Training helpers registered in spaCy's registries.
+
+NER sentences and classified texts come from different corpora and are trained together in one
+pipeline. A classified text has no entity annotation: it is never given ``doc.ents``, so spaCy's
+``ner`` sees its tokens as missing (not as ``O``). An NER sentence has no ``doc.cats``, but
+spaCy's exclusive ``textcat`` would read that as "every class is 0"; the ``textcat_partial``
+factory below is that same component, except that a doc with no ``cats`` at all is missing for it:
+it adds no loss and no gradient, and the scorer leaves it out.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from spacy.language import Language
+from spacy.pipeline.textcat import DEFAULT_SINGLE_TEXTCAT_MODEL, TextCategorizer
+from spacy.scorer import Scorer
+from spacy.training import Example
+from spacy.util import registry
+from thinc.api import Model
+
+TEXTCAT_FACTORY = "textcat_partial"
+TEXTCAT_SCORER = "spacy_bert_zh.textcat_scorer.v1"
+
+
+class PartialTextCategorizer(TextCategorizer):
+    """Exclusive text classifier for which a doc without any ``cats`` is unannotated."""
+
+    def _examples_to_truth(self, examples: Iterable[Example]):
+        examples = list(examples)
+        truths, not_missing = super()._examples_to_truth(examples)
+        for row, example in enumerate(examples):
+            if not example.reference.cats:
+                not_missing[row, :] = 0.0
+        return truths, not_missing
+
+
+@Language.factory(
+    TEXTCAT_FACTORY,
+    assigns=["doc.cats"],
+    default_config={"threshold": 0.0, "model": DEFAULT_SINGLE_TEXTCAT_MODEL,
+                    "scorer": {"@scorers": TEXTCAT_SCORER}},
+    default_score_weights={"cats_score": 1.0, "cats_macro_f": None, "cats_micro_f": None},
+)
+def make_partial_textcat(nlp: Language, name: str, model: Model, threshold: float,
+                         scorer: Optional[Callable]) -> PartialTextCategorizer:
+    """Create the exclusive textcat that skips docs without categories."""
+    return PartialTextCategorizer(nlp.vocab, model, name, threshold=threshold, scorer=scorer)
+
+
+def score_annotated_cats(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+    """Score exclusive categories on the examples whose gold doc has ``cats``, plus accuracy."""
+    annotated = [eg for eg in examples if eg.reference.cats]
+    scores = Scorer.score_cats(annotated, "cats", multi_label=False, **kwargs)
+    scores["cats_accuracy"] = categorical_accuracy(annotated)
+    return scores
+
+
+def categorical_accuracy(examples: Iterable[Example]) -> Optional[float]:
+    """Share of examples whose top predicted class is the gold class (None without examples)."""
+    examples = list(examples)
+    if not examples:
+        return None
+    hits = sum(top_label(eg.predicted.cats) == top_label(eg.reference.cats) for eg in examples)
+    return hits / len(examples)
+
+
+def top_label(cats: Dict[str, float]) -> Optional[str]:
+    """The highest-scoring label of a ``cats`` dict (None when empty)."""
+    return max(cats, key=cats.get) if cats else None
+
+
+@registry.scorers(TEXTCAT_SCORER)
+def make_annotated_cats_scorer() -> Callable:
+    """Registered scorer: see :func:`score_annotated_cats`."""
+    return score_annotated_cats
