@@ -1,0 +1,132 @@
+"""Training on the embedded corpus with the real m3e-small encoder: missing annotation, accuracy,
+reloading, packaging.
+
+Thresholds (stated in README.md): after 150 CPU steps on the embedded corpus, dev NER F >= 0.80
+and dev textcat accuracy >= 0.85. The dev split uses people, places, organisations and class
+words that never occur in train, so the model must carry meaning over from the pretrained encoder.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.training import Example
+
+from spacy_bert_zh.conversion import convert_cls, convert_ner
+from spacy_bert_zh.evaluation import evaluate_pipeline, read_docbins
+from spacy_bert_zh.sample_corpus import write_sample_corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_CONFIG = ROOT / "configs" / "cpu.cfg"
+TRAIN_STEPS = 150
+MIN_NER_F = 0.80
+MIN_TEXTCAT_ACCURACY = 0.85
+
+
+@pytest.fixture(scope="module")
+def sample_corpus(tmp_path_factory) -> Path:
+    """The embedded corpus converted with our converters: corpus/{train,dev}/{ner,cls}.spacy."""
+    root = tmp_path_factory.mktemp("sample")
+    write_sample_corpus(root / "raw")
+    for split in ("train", "dev"):
+        convert_ner(root / "raw" / "ner" / f"{split}.bio", root / "corpus" / split / "ner.spacy",
+                    show_progress=False)
+        convert_cls(root / "raw" / "cls" / f"{split}.tsv", root / "corpus" / split / "cls.spacy",
+                    show_progress=False)
+    return root / "corpus"
+
+
+def load_cpu_pipeline(encoder: Path, **overrides) -> spacy.Language:
+    """The pipeline of configs/cpu.cfg on ``encoder``, not yet initialized."""
+    config = spacy.util.load_config(CPU_CONFIG, overrides={"paths.encoder": str(encoder), **overrides},
+                                    interpolate=True)
+    return spacy.util.load_model_from_config(config, auto_fill=True)
+
+
+def test_missing_annotation_is_missing(encoder_path, sample_corpus):
+    """NER sentences give the textcat no loss, classified texts give the ner no loss; with the
+    stock exclusive textcat, or with ``doc.ents = []``, the same docs would teach "nothing"."""
+    nlp = load_cpu_pipeline(encoder_path)
+    stock = load_cpu_pipeline(encoder_path, **{"components.textcat.factory": "textcat"})
+    gold = read_docbins(nlp, [sample_corpus / "train"])
+    ner_docs = [doc for doc in gold if doc.has_annotation("ENT_IOB")][:8]
+    cls_docs = [doc for doc in gold if doc.cats][:8]
+    assert ner_docs and all(not doc.cats for doc in ner_docs)
+    assert cls_docs and all(not doc.has_annotation("ENT_IOB") for doc in cls_docs)
+
+    def losses_on(pipeline, docs):
+        examples = [Example(pipeline.make_doc(doc.text), doc) for doc in docs]
+        losses = {}
+        pipeline.update(examples, sgd=None, losses=losses, drop=0.0)
+        return losses
+
+    for pipeline in (nlp, stock):
+        pipeline.initialize(lambda: [Example(pipeline.make_doc(d.text), d) for d in gold])
+    assert losses_on(nlp, ner_docs)["textcat"] == 0.0
+    assert losses_on(stock, ner_docs)["textcat"] > 0.0
+    assert losses_on(nlp, cls_docs)["ner"] == 0.0
+    for doc in cls_docs:
+        doc.ents = []  # now every character is annotated as O
+    assert losses_on(nlp, cls_docs)["ner"] > 0.0
+
+
+@pytest.fixture(scope="module")
+def trained_pipeline(tmp_path_factory, encoder_path, sample_corpus) -> Path:
+    """configs/cpu.cfg trained for TRAIN_STEPS steps on the embedded corpus; the saved model-best."""
+    from spacy.cli.train import train
+
+    output = tmp_path_factory.mktemp("training")
+    train(CPU_CONFIG, output, use_gpu=-1, overrides={
+        "paths.train": str(sample_corpus / "train"), "paths.dev": str(sample_corpus / "dev"),
+        "paths.encoder": str(encoder_path), "training.max_steps": TRAIN_STEPS,
+        "training.eval_frequency": TRAIN_STEPS // 3})
+    return output / "model-best"
+
+
+@pytest.mark.slow
+def test_trained_pipeline_learns_from_the_pretrained_encoder(trained_pipeline, sample_corpus, tmp_path):
+    scores = evaluate_pipeline(trained_pipeline, [sample_corpus / "dev"], tmp_path / "scores.json")
+    assert (tmp_path / "scores.json").is_file()
+    assert scores["ner"]["docs"] == 100 and scores["textcat"]["docs"] == 100
+    assert set(scores["ner"]["per_label"]) == {"PER", "LOC", "ORG"}
+    assert scores["ner"]["f"] >= MIN_NER_F, scores["ner"]
+    assert scores["textcat"]["accuracy"] >= MIN_TEXTCAT_ACCURACY, scores["textcat"]
+
+
+@pytest.mark.slow
+def test_reloaded_pipeline_tokenizes_like_the_converters(trained_pipeline):
+    nlp = spacy.load(trained_pipeline)
+    text = "据新华社报道，李明昨天在上海会见了来自北京大学的代表。"
+    doc = nlp(text)
+    assert [token.text for token in doc] == list(text)
+    assert all(token.whitespace_ == "" for token in doc)
+    assert set(doc.cats) == {"体育", "财经", "科技", "旅游"}
+    assert abs(sum(doc.cats.values()) - 1.0) < 1e-4
+    assert all(ent.label_ in {"PER", "LOC", "ORG"} for ent in doc.ents)
+
+
+@pytest.mark.slow
+def test_packaged_wheel_loads_offline_in_a_new_process(trained_pipeline, tmp_path):
+    """`spacy package` builds a wheel; installed, it loads by name with HF_HUB_OFFLINE=1."""
+    subprocess.run([sys.executable, "-m", "spacy", "package", str(trained_pipeline), str(tmp_path),
+                    "--name", "bert_test", "--version", "0.0.1", "--build", "wheel", "--force"],
+                   check=True, capture_output=True)
+    wheel = tmp_path / "zh_bert_test-0.0.1" / "dist" / "zh_bert_test-0.0.1-py3-none-any.whl"
+    assert wheel.is_file()
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    str(wheel)], check=True, capture_output=True)
+    script = ("import spacy; nlp = spacy.load('zh_bert_test'); doc = nlp('王小明在广州工作。');"
+              "print('|'.join(t.text for t in doc)); print(sorted(doc.cats))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    tokens, cats = done.stdout.strip().splitlines()[-2:]
+    assert tokens == "|".join("王小明在广州工作。")
+    assert cats == str(sorted(["体育", "财经", "科技", "旅游"]))
