@@ -1,19 +1,30 @@
-"""Annotate Arrow tables with a spaCy pipeline: one row in, one row out, one schema for all engines.
+"""Annotate Parquet with a spaCy pipeline: one row in, one row out, one schema for all engines.
 
-``annotate_table`` is the single row-to-Arrow conversion: the local engine (``annotate_files``)
-and the Ray Data engine (``distributed.py``) both call it, so their output cannot disagree.
-Output columns: the kept input columns, then ``entities`` (list of text/label/start_char/end_char,
-character offsets into the input string), ``cats`` (every textcat label's score) and ``label``
-(the top class); a column whose component is absent or not run is left out.
+``annotate_files`` is the local engine behind ``spacy-bert-zh annotate``: it streams each input
+file through ``nlp.pipe`` in windows of rows and writes each window as a row group, so memory
+depends on the window and the pipeline, never on the input size. ``annotate_table`` is the same
+row-to-Arrow conversion for one table; the Ray Data engine (``distributed.py``) calls it, so the
+two engines cannot disagree. Output columns: the kept input columns, then ``entities`` (list of
+text/label/start_char/end_char, character offsets into the input string), ``cats`` (every
+textcat label's score) and ``label`` (the top class); a column whose component is absent or not
+run is left out.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Sequence
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
+
+from .parquet_io import (FileJob, InputError, atomic_parquet_writer, is_complete_output,
+                         plan_jobs, with_annotation_metadata)
 
 ENTITY_TYPE = pa.struct([
     pa.field("text", pa.string()),
@@ -25,10 +36,98 @@ ENTITIES_FIELD = pa.field("entities", pa.list_(ENTITY_TYPE))
 CATS_FIELD = pa.field("cats", pa.map_(pa.string(), pa.float32()))
 LABEL_FIELD = pa.field("label", pa.string())
 OUTPUT_COLUMNS = (ENTITIES_FIELD.name, CATS_FIELD.name, LABEL_FIELD.name)
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_WINDOW_ROWS = 1024
+# Errors that mean "this input file is unreadable" (the run goes on with the other files).
+FILE_ERRORS = (OSError, pa.ArrowException)
+
+ProgressCallback = Callable[[int, int], None]  # (rows, characters) just annotated
 
 
 class AnnotationError(ValueError):
     """The input, the output or the pipeline cannot be annotated as asked (the message says why)."""
+
+
+@dataclass
+class AnnotationSummary:
+    """What ``annotate_files`` did: files written, skipped (``--resume``) and failed (with the reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[Path, str] = field(default_factory=dict)
+    rows: int = 0
+    characters: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when no input file failed."""
+        return not self.failed
+
+    def describe(self) -> str:
+        """A few human-readable lines for the end of a run."""
+        rate = self.rows / self.seconds if self.seconds else 0.0
+        lines = [f"annotated {self.rows:,} rows ({self.characters:,} characters) into "
+                 f"{len(self.written)} file(s) in {self.seconds:.1f}s ({rate:,.1f} rows/s); "
+                 f"{len(self.skipped)} already complete (skipped), {len(self.failed)} failed"]
+        lines += [f"FAILED {source}: {reason}" for source, reason in self.failed.items()]
+        return "\n".join(lines)
+
+
+def annotate_files(
+    model: str | Language,
+    input_spec: str | Path,
+    output: str | Path,
+    *,
+    text_column: str = "text",
+    id_column: str | None = None,
+    keep_columns: list[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    window_rows: int = DEFAULT_WINDOW_ROWS,
+    sort_by_length: bool = True,
+    n_process: int = 1,
+    components: list[str] | None = None,
+    gpu_id: int = -1,
+    half: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> AnnotationSummary:
+    """Annotate INPUT (a Parquet file, a folder of them or a glob) into OUTPUT, file by file.
+
+    Every argument problem (missing text column, existing output, unknown component...) raises
+    ``AnnotationError`` before any annotation; an unreadable input file is recorded in
+    ``summary.failed`` and the others are still annotated. ``resume`` skips outputs that are
+    already complete (file granularity: an interrupted file is redone from its start).
+    """
+    if resume and overwrite:
+        raise AnnotationError("--resume and --overwrite exclude each other: choose one")
+    started = time.perf_counter()
+    try:
+        jobs = plan_jobs(input_spec, output)
+    except InputError as error:
+        raise AnnotationError(str(error)) from error
+    nlp = model if isinstance(model, Language) else load_pipeline(model, gpu_id, components)
+    if half:
+        use_mixed_precision(nlp, gpu_id)
+    keep_columns = with_id_column(keep_columns, id_column)
+    summary = AnnotationSummary()
+    todo = preflight(nlp, jobs, text_column, id_column, keep_columns, resume, overwrite, summary)
+    with progress_bar(sum(rows for _, rows in todo), enabled=progress) as advance:
+        for job, _ in todo:
+            try:
+                rows, characters = annotate_file(
+                    nlp, job, text_column, keep_columns, batch_size=batch_size,
+                    window_rows=window_rows, sort_by_length=sort_by_length,
+                    n_process=n_process, on_progress=advance)
+            except FILE_ERRORS as error:
+                summary.failed[job.source] = f"{type(error).__name__}: {error}"
+                continue
+            summary.written.append(job.dest)
+            summary.rows += rows
+            summary.characters += characters
+    summary.seconds = time.perf_counter() - started
+    return summary
 
 
 # .. # Interface for distributed.py ---------------------------------------------------------
@@ -94,30 +193,174 @@ def annotate_table(
     """
     check_text_column(table.schema, text_column, "input table")
     schema = output_schema(nlp, table.schema, keep_columns)
-    kept = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
-    kept = kept.select(kept_column_names(table.schema, keep_columns))
-    texts = table.column(text_column).to_pylist()
-    results = list(annotate_texts(nlp, texts, batch_size=batch_size, sort_by_length=sort_by_length))
-    return results_to_table(results, kept, schema)
+    kept = kept_column_names(table.schema, keep_columns)
+    annotated = annotate_batches(nlp, [table], text_column, kept, schema, batch_size=batch_size,
+                                 sort_by_length=sort_by_length)
+    return next(iter(annotated))
 
 
-# --- rows → docs → compact results ----------------------------------------------------------
+# --- the local engine: files → windows → one nlp.pipe stream → row groups --------------------
 
-def annotate_texts(
+def annotate_file(
     nlp: Language,
-    texts: Sequence[str | None],
-    batch_size: int = 64,
+    job: FileJob,
+    text_column: str,
+    keep_columns: list[str] | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    window_rows: int = DEFAULT_WINDOW_ROWS,
     sort_by_length: bool = True,
     n_process: int = 1,
-) -> Iterator[tuple | None]:
-    """Yield one compact result (see ``doc_result``) per text, in input order; None for blank texts."""
-    order = pipeline_order(texts, sort_by_length)
-    results: list[tuple | None] = [None] * len(texts)
-    docs = nlp.pipe(((texts[i], i) for i in order), as_tuples=True,
-                    batch_size=batch_size, n_process=n_process)
-    for doc, index in docs:
-        results[index] = doc_result(doc)
-    yield from results
+    on_progress: ProgressCallback | None = None,
+) -> tuple[int, int]:
+    """Annotate ``job.source`` into ``job.dest`` (atomically); return (rows, characters)."""
+    source = pq.ParquetFile(job.source)
+    schema = output_schema(nlp, source.schema_arrow, keep_columns)
+    kept = kept_column_names(source.schema_arrow, keep_columns)
+    needed = list(dict.fromkeys([*kept, text_column]))
+    counts = [0, 0]
+
+    def count(rows: int, characters: int) -> None:
+        counts[0] += rows
+        counts[1] += characters
+        if on_progress:
+            on_progress(rows, characters)
+
+    metadata = pipeline_info(nlp, job, text_column, source.metadata.num_rows)
+    with atomic_parquet_writer(job.dest, with_annotation_metadata(schema, metadata)) as writer:
+        batches = source.iter_batches(batch_size=window_rows, columns=needed)
+        for table in annotate_batches(nlp, batches, text_column, kept, schema, batch_size=batch_size,
+                                      sort_by_length=sort_by_length, n_process=n_process,
+                                      on_progress=count):
+            writer.write_table(table)
+    return counts[0], counts[1]
+
+
+def preflight(nlp: Language, jobs: list[FileJob], text_column: str, id_column: str | None,
+              keep_columns: list[str] | None, resume: bool, overwrite: bool,
+              summary: AnnotationSummary) -> list[tuple[FileJob, int]]:
+    """Check every input and output before any work; return the (job, rows) still to annotate.
+
+    Unreadable inputs go to ``summary.failed``, complete outputs (with ``resume``) to
+    ``summary.skipped``; a bad column choice or an output in the way raises ``AnnotationError``.
+    """
+    todo, in_the_way = [], []
+    for job in jobs:
+        try:
+            source = pq.ParquetFile(job.source)
+            schema, rows = source.schema_arrow, source.metadata.num_rows
+        except FILE_ERRORS as error:
+            summary.failed[job.source] = f"not a readable Parquet file ({type(error).__name__}: {error})"
+            continue
+        check_columns(nlp, schema, str(job.source), text_column, id_column, keep_columns)
+        if job.dest.exists() and not overwrite:
+            if resume and is_complete_output(job.dest, rows):
+                summary.skipped.append(job.dest)
+                continue
+            in_the_way.append(job.dest)
+        todo.append((job, rows))
+    if in_the_way:
+        raise AnnotationError(existing_output_message(in_the_way, resume))
+    return todo
+
+
+def check_columns(nlp: Language, schema: pa.Schema, source: str, text_column: str,
+                  id_column: str | None, keep_columns: list[str] | None) -> None:
+    """Raise ``AnnotationError`` unless the text, id and kept columns fit ``schema`` and the pipeline."""
+    check_text_column(schema, text_column, source)
+    if id_column is not None and id_column not in schema.names:
+        raise AnnotationError(f"{source}: no id column {id_column!r}; available columns: "
+                              f"{', '.join(schema.names)}")
+    try:
+        output_schema(nlp, schema, keep_columns)
+    except AnnotationError as error:
+        raise AnnotationError(f"{source}: {error}") from error
+
+
+def existing_output_message(paths: list[Path], resume: bool) -> str:
+    """Why existing output files stop the run, and what to pass instead."""
+    shown = ", ".join(str(path) for path in paths[:5]) + (" ..." if len(paths) > 5 else "")
+    if resume:
+        return (f"{len(paths)} output file(s) exist but are not complete annotations of their "
+                f"input ({shown}); pass --overwrite to replace them")
+    return (f"{len(paths)} output file(s) already exist ({shown}); pass --overwrite to replace "
+            f"them or --resume to keep the complete ones and finish the rest")
+
+
+def pipeline_info(nlp: Language, job: FileJob, text_column: str, rows: int) -> dict:
+    """What an output file records about how it was made (stored in its Parquet metadata)."""
+    from . import __version__
+
+    return {
+        "pipeline": f"{nlp.meta.get('lang', nlp.lang)}_{nlp.meta.get('name', 'pipeline')}",
+        "version": nlp.meta.get("version"),
+        "components": list(nlp.pipe_names),
+        "spacy_version": spacy.__version__,
+        "spacy_bert_zh_version": __version__,
+        "source": str(job.source),
+        "source_rows": rows,
+        "text_column": text_column,
+    }
+
+
+def annotate_batches(
+    nlp: Language,
+    batches: Iterable[pa.Table | pa.RecordBatch],
+    text_column: str,
+    kept: list[str],
+    schema: pa.Schema,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    sort_by_length: bool = True,
+    n_process: int = 1,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[pa.Table]:
+    """Annotate a stream of tables as ONE ``nlp.pipe`` stream; yield one output table per input, in order.
+
+    Each input table is a window: its texts enter the pipeline longest-first (if
+    ``sort_by_length``) and its output is yielded as soon as its last text comes back.
+    """
+    windows: dict[int, Window] = {}
+
+    def pipeline_input() -> Iterator[tuple[str, tuple[int, int]]]:
+        for number, batch in enumerate(batches):
+            texts = batch.column(text_column).to_pylist()
+            order = pipeline_order(texts, sort_by_length)
+            windows[number] = Window(batch.select(kept), [None] * len(texts), len(order))
+            yield from ((texts[i], (number, i)) for i in order)
+
+    next_number = 0
+    docs = nlp.pipe(pipeline_input(), as_tuples=True, batch_size=batch_size, n_process=n_process)
+    for doc, (number, index) in docs:
+        windows[number].add(index, doc_result(doc))
+        if on_progress:
+            on_progress(1, len(doc.text))
+        while next_number in windows and windows[next_number].remaining == 0:
+            yield finish_window(windows.pop(next_number), schema, on_progress)
+            next_number += 1
+    while next_number in windows:
+        yield finish_window(windows.pop(next_number), schema, on_progress)
+        next_number += 1
+
+
+@dataclass
+class Window:
+    """The rows of one input table while their texts are in the pipeline."""
+
+    kept: pa.Table | pa.RecordBatch
+    results: list[tuple | None]
+    remaining: int
+
+    def add(self, index: int, result: tuple) -> None:
+        """Store the result of row ``index``."""
+        self.results[index] = result
+        self.remaining -= 1
+
+
+def finish_window(window: Window, schema: pa.Schema, on_progress: ProgressCallback | None) -> pa.Table:
+    """The output table of a finished window (its blank rows are counted as progress here)."""
+    blank_rows = sum(result is None for result in window.results)
+    if on_progress and blank_rows:
+        on_progress(blank_rows, 0)
+    return results_to_table(window.results, window.kept, schema)
 
 
 def pipeline_order(texts: Sequence[str | None], sort_by_length: bool) -> list[int]:
@@ -225,3 +468,51 @@ def is_string_type(arrow_type: pa.DataType) -> bool:
         arrow_type = arrow_type.value_type
     return (pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
             or pa.types.is_string_view(arrow_type))
+
+
+def with_id_column(keep_columns: list[str] | None, id_column: str | None) -> list[str] | None:
+    """``keep_columns`` with the id column first (None still means every column)."""
+    if keep_columns is None or id_column is None:
+        return keep_columns
+    return [id_column] + [name for name in keep_columns if name != id_column]
+
+
+def use_mixed_precision(nlp: Language, gpu_id: int) -> int:
+    """Run the pipeline's PyTorch models under float16 autocast (GPU only); return how many.
+
+    This is spacy-transformers' own ``mixed_precision`` switch, set after loading: matrix
+    products run in half precision, layer norms and the outputs stay float32.
+    """
+    from thinc.shims import PyTorchShim
+
+    if gpu_id < 0:
+        raise AnnotationError("--half needs a GPU (--gpu-id 0 or higher); on CPU the pipeline "
+                              "runs in float32")
+    shims = [shim for _, pipe in nlp.pipeline if hasattr(pipe, "model")
+             for node in pipe.model.walk() for shim in node.shims if isinstance(shim, PyTorchShim)]
+    for shim in shims:
+        shim._mixed_precision = True
+    return len(shims)
+
+
+@contextmanager
+def progress_bar(total_rows: int, enabled: bool = True) -> Iterator[ProgressCallback]:
+    """A tqdm bar over rows (rows/s, ETA) that also shows characters/s; a no-op if not ``enabled``."""
+    if not enabled:
+        yield lambda rows, characters: None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total_rows, unit="rows", unit_scale=True, smoothing=0.05) as bar:
+        characters = [0, time.perf_counter()]  # characters so far, last postfix update
+
+        def advance(rows: int, chars: int) -> None:
+            characters[0] += chars
+            bar.update(rows)
+            now = time.perf_counter()
+            if now - characters[1] > 1.0:
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                bar.set_postfix_str(f"{characters[0] / elapsed:,.0f} chars/s", refresh=False)
+                characters[1] = now
+
+        yield advance

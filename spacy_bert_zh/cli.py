@@ -57,6 +57,90 @@ def make_corpus_cmd(
 
 # --- annotate command (annotation.py, distributed.py) ---------------------------------------
 
+@app.command("annotate")
+def annotate_cmd(
+    model: str = typer.Argument(..., help="Installed pipeline package name or pipeline folder."),
+    input_spec: str = typer.Argument(..., metavar="INPUT",
+                                     help="A Parquet file, a folder of them (every *.parquet below "
+                                          "it) or a quoted glob."),
+    output: Path = typer.Argument(..., help="Output Parquet file (for one input file) or folder "
+                                            "(one output per input, same relative names)."),
+    text_column: str = typer.Option("text", help="Column holding the texts (a string column)."),
+    id_column: Optional[str] = typer.Option(None, help="Column always copied to the output, first."),
+    keep_columns: Optional[str] = typer.Option(None, help="Comma list of input columns to copy "
+                                               "(default: all; '' for none)."),
+    batch_size: int = typer.Option(64, help="Texts per nlp.pipe batch."),
+    window_rows: int = typer.Option(1024, help="Rows read at a time: sorted by length inside "
+                                               "(less padding), written as one row group."),
+    sort: bool = typer.Option(True, "--sort/--no-sort", help="Feed each window longest-first "
+                                                             "(output order is unchanged)."),
+    gpu_id: int = typer.Option(-1, help="GPU to run on; -1 for CPU."),
+    half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
+    n_process: int = typer.Option(1, help="Worker processes for nlp.pipe (CPU)."),
+    components: Optional[str] = typer.Option(None, help="Comma list of the pipes to run (the "
+                                             "transformer they listen to runs too); default all."),
+    resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete; "
+                                "redo the others (file granularity: an interrupted file restarts)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    engine: str = typer.Option("local", help="local (this process) or ray (Ray Data)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (--engine ray)."),
+    workers: Optional[int] = typer.Option(None, help="Ray actors, one pipeline each (--engine ray)."),
+    gpus_per_worker: float = typer.Option(0.0, help="GPUs per Ray actor (--engine ray)."),
+):
+    """Annotate Parquet texts with a pipeline: entities, cats and label per row, same row order.
+
+    Streams: memory depends on --batch-size/--window-rows and the pipeline, not on the input.
+    Each output file is written as a hidden .NAME.partial and renamed when complete, so an
+    interrupted run never leaves a complete-looking file; rerun with --resume to finish it.
+    Exit code 1 if an input file could not be annotated (named in the summary).
+    """
+    from .annotation import AnnotationError, annotate_files
+
+    keep = comma_list(keep_columns)
+    pipes = comma_list(components) or None
+    try:
+        if engine == "ray":
+            summary = run_ray_engine(model, input_spec, output, text_column, id_column, keep,
+                                     batch_size, pipes, address, workers, gpus_per_worker,
+                                     overwrite, resume)
+            typer.echo(summary)
+            return
+        if engine != "local":
+            raise typer.BadParameter(f"--engine must be local or ray, not {engine!r}")
+        summary = annotate_files(
+            model, input_spec, output, text_column=text_column, id_column=id_column,
+            keep_columns=keep, batch_size=batch_size, window_rows=window_rows, sort_by_length=sort,
+            n_process=n_process, components=pipes, gpu_id=gpu_id, half=half, resume=resume,
+            overwrite=overwrite, progress=not quiet)
+    except AnnotationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(summary.describe(), err=not summary.ok)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def comma_list(value: Optional[str]) -> Optional[list[str]]:
+    """``"a, b"`` → ``["a", "b"]``; None stays None (meaning "all"); ``""`` → ``[]``."""
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def run_ray_engine(model, input_spec, output, text_column, id_column, keep, batch_size, pipes,
+                   address, workers, gpus_per_worker, overwrite, resume):
+    """Dispatch ``--engine ray`` to ``distributed.annotate_with_ray`` (no --resume there)."""
+    from .distributed import annotate_with_ray
+    from .parquet_io import input_files
+
+    if resume:
+        raise typer.BadParameter("--resume is not supported with --engine ray")
+    return annotate_with_ray(model, input_files(input_spec), output, text_column=text_column,
+                             id_column=id_column, keep_columns=keep, batch_size=batch_size,
+                             components=pipes, address=address, workers=workers,
+                             gpus_per_worker=gpus_per_worker, overwrite=overwrite)
+
 
 if __name__ == "__main__":
     app()
