@@ -25,6 +25,64 @@ def fetch_encoder_cmd(
 
 # --- convert commands (conversion.py) ------------------------------------------------------
 
+
+@convert_app.command("ner")
+def convert_ner_cmd(
+    input_path: Path = typer.Argument(..., help="Character-per-line NER file: a character, TAB or spaces, its tag."),
+    output_path: Path = typer.Argument(..., help="DocBin file to write (.spacy)."),
+    scheme: Optional[str] = typer.Option(None, help="Tag scheme: bio, iob1, bioes, bilou or bmes (default: detected)."),
+    n_sents: int = typer.Option(1, "--n-sents", "-n", help="Sentences per doc (0: up to the next -DOCSTART-)."),
+    strict: bool = typer.Option(False, help="Fail on broken tag sequences instead of repairing them."),
+    encoding: str = typer.Option("utf-8", help="Input encoding, e.g. gbk."),
+    report: Optional[Path] = typer.Option(None, help="Also write the summary as JSON to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Convert a character-per-line NER file (BIO, IOB1, BIOES/BILOU, BMES) to a DocBin."""
+    from .conversion import convert_ner
+
+    _run_conversion(lambda: convert_ner(input_path, output_path, scheme=scheme, n_sents=n_sents, strict=strict,
+                                        encoding=encoding, show_progress=False if quiet else None), report)
+
+
+@convert_app.command("cls")
+def convert_cls_cmd(
+    input_path: Path = typer.Argument(..., help="label<TAB>text lines (.tsv/.txt), CSV with a header, or JSONL."),
+    output_path: Path = typer.Argument(..., help="DocBin file to write (.spacy)."),
+    file_format: Optional[str] = typer.Option(None, "--format", help="tsv, csv or jsonl (default: from the extension)."),
+    labels: Optional[str] = typer.Option(None, help="Comma-separated label set, e.g. to make dev/test match train."),
+    multilabel: bool = typer.Option(False, help="Several labels per text, joined by --label-separator."),
+    label_separator: str = typer.Option("|", help="Separator of labels with --multilabel."),
+    label_field: str = typer.Option("label", help="CSV column / JSON field of the label."),
+    text_field: Optional[str] = typer.Option(None, help="CSV column / JSON field of the text (default: text or sentence)."),
+    encoding: str = typer.Option("utf-8", help="Input encoding, e.g. gbk."),
+    skip_invalid: bool = typer.Option(False, help="Skip invalid rows (listed in the report) instead of failing."),
+    report: Optional[Path] = typer.Option(None, help="Also write the summary as JSON to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Convert a text classification file (one text and its label or labels per row) to a DocBin."""
+    from .conversion import convert_cls
+
+    label_set = [label.strip() for label in labels.split(",")] if labels else None
+    _run_conversion(lambda: convert_cls(input_path, output_path, file_format=file_format, labels=label_set,
+                                        multilabel=multilabel, label_separator=label_separator,
+                                        label_field=label_field, text_field=text_field, encoding=encoding,
+                                        skip_invalid=skip_invalid, show_progress=False if quiet else None), report)
+
+
+def _run_conversion(convert, report_path: Optional[Path]) -> None:
+    """Run a converter, print its summary (and save it as JSON); print errors and exit 1, no traceback."""
+    from .conversion import ConversionError
+
+    try:
+        report = convert()
+    except (ConversionError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.summary())
+    if report_path:
+        report.write_json(report_path)
+
+
 # --- evaluate command (evaluation.py) -------------------------------------------------------
 
 @app.command("evaluate")
