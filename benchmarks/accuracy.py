@@ -1,0 +1,215 @@
+"""Accuracy on real corpora: our spaCy pipeline against the plain Hugging Face baseline.
+
+Trains configs/{cpu,gpu}.cfg (transformer + ner + textcat, one encoder) on seeded samples of MSRA
+NER and online_shopping_10_cats from ../shared/data for ``--max-steps`` steps, and, in the same
+run, the script a user would otherwise write: BertForTokenClassification and
+BertForSequenceClassification on the same encoder, the same samples, the same batch size, and the
+same number of examples seen. Prints test entity F1 and accuracy of both side by side.
+
+    python benchmarks/accuracy.py --max-steps 300            # CPU budget
+    python benchmarks/accuracy.py --max-steps 3000 --gpu-id 0 --config gpu --n-train 20000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
+from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
+from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
+from spacy_bert_zh.tag_schemes import decode_entities  # noqa: E402
+
+
+def main() -> None:
+    args = parse_args()
+    rng = random.Random(args.seed)
+    data = sample_data(rng, args)
+    encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+    device = f"cuda:{args.gpu_id}" if args.gpu_id >= 0 else "cpu"
+    examples_seen = args.max_steps * args.batch_size
+    print(f"encoder {encoder}; {len(data['ner_train'])} NER + {len(data['cls_train'])} cls training "
+          f"examples; {args.max_steps} steps of {args.batch_size} = {examples_seen} examples seen")
+    start = time.perf_counter()
+    ours = train_spacy(data, encoder, args)
+    ours["seconds"] = time.perf_counter() - start
+    # Ours sees a shuffled mix; the baseline models see each task's share of the same total.
+    share = len(data["ner_train"]) / (len(data["ner_train"]) + len(data["cls_train"]))
+    start = time.perf_counter()
+    baseline = {
+        "ner_f": train_hf_ner(data, encoder, round(examples_seen * share), args, device),
+        "accuracy": train_hf_cls(data, encoder, round(examples_seen * (1 - share)), args, device),
+    }
+    baseline["seconds"] = time.perf_counter() - start
+    print_table(ours, baseline)
+    if args.output:
+        Path(args.output).write_text(json.dumps({"ours": ours, "hf_baseline": baseline, "args": vars(args)},
+                                                ensure_ascii=False, indent=2))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--n-train", type=int, default=2000, help="training examples per task")
+    parser.add_argument("--n-test", type=int, default=1000, help="test examples per task")
+    parser.add_argument("--config", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--learn-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=None, help="write the figures as JSON here")
+    return parser.parse_args()
+
+
+def sample_data(rng: random.Random, args) -> dict:
+    """Seeded random samples (never the head: online_shopping is sorted by class)."""
+    if not SHARED_DATA.is_dir():
+        sys.exit(f"{SHARED_DATA} is absent: this benchmark needs the real corpora")
+    ner_train = read_bio_sentences(SHARED_DATA / "msra_ner" / "train.bio")
+    ner_test = read_bio_sentences(SHARED_DATA / "msra_ner" / "test.bio")
+    cls_train = read_tsv_rows(SHARED_DATA / "online_shopping_10_cats" / "train.tsv")
+    cls_test = read_tsv_rows(SHARED_DATA / "online_shopping_10_cats" / "test.tsv")
+    return {"ner_train": rng.sample(ner_train, args.n_train), "ner_test": rng.sample(ner_test, args.n_test),
+            "cls_train": rng.sample(cls_train, args.n_train), "cls_test": rng.sample(cls_test, args.n_test),
+            "labels": sorted({label for label, _ in cls_train})}
+
+
+def train_spacy(data: dict, encoder: str, args) -> dict:
+    """Convert the samples with our converters, `spacy train`, evaluate on the test samples."""
+    from spacy.cli.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for split in ("train", "test"):
+            write_bio(tmp / f"ner_{split}.bio", data[f"ner_{split}"])
+            write_tsv(tmp / f"cls_{split}.tsv", data[f"cls_{split}"])
+            convert_ner(tmp / f"ner_{split}.bio", tmp / split / "ner.spacy", show_progress=False)
+            convert_cls(tmp / f"cls_{split}.tsv", tmp / split / "cls.spacy", labels=data["labels"],
+                        show_progress=False)
+        overrides = {"paths.train": str(tmp / "train"), "paths.dev": str(tmp / "test"),
+                     "paths.encoder": encoder, "training.max_steps": args.max_steps,
+                     "training.eval_frequency": args.max_steps,
+                     "training.optimizer.learn_rate.initial_rate": args.learn_rate}
+        if args.config == "cpu":
+            overrides["training.batcher.size"] = args.batch_size
+        train(ROOT / "configs" / f"{args.config}.cfg", tmp / "out", use_gpu=args.gpu_id, overrides=overrides)
+        scores = evaluate_pipeline(tmp / "out" / "model-last", [tmp / "test"])
+    return {"ner_f": scores["ner"]["f"], "accuracy": scores["textcat"]["accuracy"]}
+
+
+def train_hf_ner(data: dict, encoder: str, n_examples: int, args, device: str) -> float:
+    """BertForTokenClassification on characters (first sub-token labelled); test entity F1."""
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    tags = sorted({tag for _, sentence_tags in data["ner_train"] for tag in sentence_tags})
+    tag_id = {tag: i for i, tag in enumerate(tags)}
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model = BertForTokenClassification.from_pretrained(encoder, num_labels=len(tags)).to(device)
+
+    def encode(batch):
+        enc = tokenizer([list(chars) for chars, _ in batch], is_split_into_words=True, truncation=True,
+                        max_length=256, padding=True, return_tensors="pt")
+        labels = torch.full(enc["input_ids"].shape, -100)
+        for row, (_, sentence_tags) in enumerate(batch):
+            for position, word in enumerate(enc.word_ids(row)):
+                if word is not None and (position == 0 or enc.word_ids(row)[position - 1] != word):
+                    labels[row, position] = tag_id[sentence_tags[word]]
+        return enc, labels
+
+    fine_tune(model, data["ner_train"], n_examples, args, device,
+              lambda batch: (lambda enc, labels: {**enc, "labels": labels})(*encode(batch)))
+    gold_total = predicted_total = correct = 0
+    model.eval()
+    for batch in batches(data["ner_test"], 32):
+        enc, labels = encode(batch)
+        with torch.inference_mode():
+            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu()
+        for row, (chars, gold_tags) in enumerate(batch):
+            predicted = ["O"] * len(chars)
+            for position, word in enumerate(enc.word_ids(row)):
+                if labels[row, position] != -100:
+                    predicted[word] = tags[logits[row, position]]
+            gold = set(decode_entities(gold_tags, "bio")[0])
+            guess = set(decode_entities(predicted, "bio")[0])
+            gold_total, predicted_total, correct = (gold_total + len(gold), predicted_total + len(guess),
+                                                    correct + len(gold & guess))
+    return 2 * correct / (gold_total + predicted_total) if gold_total + predicted_total else 0.0
+
+
+def train_hf_cls(data: dict, encoder: str, n_examples: int, args, device: str) -> float:
+    """BertForSequenceClassification over whole texts (truncated at 256); test accuracy."""
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    label_id = {label: i for i, label in enumerate(data["labels"])}
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model = BertForSequenceClassification.from_pretrained(encoder, num_labels=len(label_id)).to(device)
+
+    def encode(batch):
+        return tokenizer([text for _, text in batch], truncation=True, max_length=256, padding=True,
+                         return_tensors="pt")
+
+    fine_tune(model, data["cls_train"], n_examples, args, device,
+              lambda batch: {**encode(batch), "labels": torch.tensor([label_id[label] for label, _ in batch])})
+    model.eval()
+    hits = 0
+    for batch in batches(data["cls_test"], 32):
+        with torch.inference_mode():
+            logits = model(**{k: v.to(device) for k, v in encode(batch).items()}).logits
+        hits += sum(int(p) == label_id[label] for p, (label, _) in zip(logits.argmax(-1).cpu(), batch))
+    return hits / len(data["cls_test"])
+
+
+def fine_tune(model, examples: list, n_examples: int, args, device: str, make_inputs) -> None:
+    """AdamW with linear warm-up/decay (warm-up as in configs/cpu.cfg), shuffled batches."""
+    from transformers import get_linear_schedule_with_warmup
+
+    steps = max(1, n_examples // args.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learn_rate, weight_decay=0.01)
+    schedule = get_linear_schedule_with_warmup(optimizer, min(20, steps // 10), steps)
+    rng = random.Random(args.seed)
+    order = []
+    model.train()
+    for _ in range(steps):
+        if len(order) < args.batch_size:
+            order += rng.sample(examples, len(examples))
+        batch, order = order[:args.batch_size], order[args.batch_size:]
+        loss = model(**{k: v.to(device) for k, v in make_inputs(batch).items()}).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+
+
+def batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def write_bio(path: Path, sentences: list) -> None:
+    path.write_text("".join("".join(f"{c}\t{t}\n" for c, t in zip(chars, tags)) + "\n"
+                            for chars, tags in sentences), encoding="utf-8")
+
+
+def write_tsv(path: Path, rows: list) -> None:
+    path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+
+
+def print_table(ours: dict, baseline: dict) -> None:
+    print(f"\n{'':28}{'entity F1 (MSRA test)':>24}{'accuracy (shopping test)':>26}{'seconds':>10}")
+    for name, row in (("spacy-bert-zh pipeline", ours), ("HF baseline (2 models)", baseline)):
+        print(f"{name:28}{100 * row['ner_f']:>24.1f}{100 * row['accuracy']:>26.1f}{row['seconds']:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Readers for the real corpora in ../shared/data, used by the benchmarks (plain files, no spaCy)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import List, Tuple
+
+SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def read_bio_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:
+    """(characters, tags) per sentence of a ``char<TAB>tag`` file with blank lines between sentences."""
+    sentences, chars, tags = [], [], []
+    for line in Path(path).read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            char, tag = line.rsplit("\t", 1)
+            chars.append(char)
+            tags.append(tag)
+        elif chars:
+            sentences.append((chars, tags))
+            chars, tags = [], []
+    if chars:
+        sentences.append((chars, tags))
+    return sentences
+
+
+def read_tsv_rows(path: Path) -> List[Tuple[str, str]]:
+    """(label, text) per line of a ``label<TAB>text`` file."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    return [tuple(line.split("\t", 1)) for line in lines if line]
