@@ -38,6 +38,9 @@ LABEL_FIELD = pa.field("label", pa.string())
 OUTPUT_COLUMNS = (ENTITIES_FIELD.name, CATS_FIELD.name, LABEL_FIELD.name)
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WINDOW_ROWS = 1024
+DEFAULT_MAX_CHARS = 10_000    # longer texts are annotated in pieces cut at sentence ends
+BATCH_CHARS_PER_TEXT = 256    # a batch holds at most batch_size * this many characters
+SENTENCE_ENDS = "。！？!?\n；;…"
 # Errors that mean "this input file is unreadable" (the run goes on with the other files).
 FILE_ERRORS = (OSError, pa.ArrowException)
 
@@ -85,6 +88,7 @@ def annotate_files(
     batch_size: int = DEFAULT_BATCH_SIZE,
     window_rows: int = DEFAULT_WINDOW_ROWS,
     sort_by_length: bool = True,
+    max_chars: int = DEFAULT_MAX_CHARS,
     n_process: int = 1,
     components: list[str] | None = None,
     gpu_id: int = -1,
@@ -119,7 +123,7 @@ def annotate_files(
                 rows, characters = annotate_file(
                     nlp, job, text_column, keep_columns, batch_size=batch_size,
                     window_rows=window_rows, sort_by_length=sort_by_length,
-                    n_process=n_process, on_progress=advance)
+                    max_chars=max_chars, n_process=n_process, on_progress=advance)
             except FILE_ERRORS as error:
                 summary.failed[job.source] = f"{type(error).__name__}: {error}"
                 continue
@@ -184,18 +188,21 @@ def annotate_table(
     keep_columns: list[str] | None = None,
     batch_size: int = 64,
     sort_by_length: bool = True,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> pa.Table:
     """Run ``nlp`` over ``table[text_column]``; return one output row per input row, in order.
 
     Null, empty and whitespace-only texts are not sent to the pipeline: their row gets no
     entities and null ``cats``/``label``. ``sort_by_length`` feeds the texts longest-first
-    inside this table to cut padding (the output order is unchanged).
+    inside this table to cut padding (the output order is unchanged). Texts longer than
+    ``max_chars`` are annotated in pieces cut at sentence ends (bounded memory); their entities
+    are merged with offsets into the whole text, their cats averaged weighted by piece length.
     """
     check_text_column(table.schema, text_column, "input table")
     schema = output_schema(nlp, table.schema, keep_columns)
     kept = kept_column_names(table.schema, keep_columns)
     annotated = annotate_batches(nlp, [table], text_column, kept, schema, batch_size=batch_size,
-                                 sort_by_length=sort_by_length)
+                                 sort_by_length=sort_by_length, max_chars=max_chars)
     return next(iter(annotated))
 
 
@@ -209,6 +216,7 @@ def annotate_file(
     batch_size: int = DEFAULT_BATCH_SIZE,
     window_rows: int = DEFAULT_WINDOW_ROWS,
     sort_by_length: bool = True,
+    max_chars: int = DEFAULT_MAX_CHARS,
     n_process: int = 1,
     on_progress: ProgressCallback | None = None,
 ) -> tuple[int, int]:
@@ -230,7 +238,7 @@ def annotate_file(
         batches = source.iter_batches(batch_size=window_rows, columns=needed)
         for table in annotate_batches(nlp, batches, text_column, kept, schema, batch_size=batch_size,
                                       sort_by_length=sort_by_length, n_process=n_process,
-                                      on_progress=count):
+                                      max_chars=max_chars, on_progress=count):
             writer.write_table(table)
     return counts[0], counts[1]
 
@@ -304,82 +312,170 @@ def pipeline_info(nlp: Language, job: FileJob, text_column: str, rows: int) -> d
 
 def annotate_batches(
     nlp: Language,
-    batches: Iterable[pa.Table | pa.RecordBatch],
+    tables: Iterable[pa.Table | pa.RecordBatch],
     text_column: str,
     kept: list[str],
     schema: pa.Schema,
     batch_size: int = DEFAULT_BATCH_SIZE,
     sort_by_length: bool = True,
     n_process: int = 1,
+    max_chars: int = DEFAULT_MAX_CHARS,
     on_progress: ProgressCallback | None = None,
 ) -> Iterator[pa.Table]:
-    """Annotate a stream of tables as ONE ``nlp.pipe`` stream; yield one output table per input, in order.
+    """Annotate a stream of tables as one pipeline stream; yield one output table per input, in order.
 
-    Each input table is a window: its texts enter the pipeline longest-first (if
-    ``sort_by_length``) and its output is yielded as soon as its last text comes back.
+    Each table is a window: texts longer than ``max_chars`` are cut into pieces at sentence ends,
+    the pieces enter the pipeline longest-first (if ``sort_by_length``) in batches of at most
+    ``batch_size`` pieces and ``batch_size * BATCH_CHARS_PER_TEXT`` characters, and the window's
+    output is yielded as soon as its last piece comes back.
     """
     windows: dict[int, Window] = {}
-
-    def pipeline_input() -> Iterator[tuple[str, tuple[int, int]]]:
-        for number, batch in enumerate(batches):
-            texts = batch.column(text_column).to_pylist()
-            order = pipeline_order(texts, sort_by_length)
-            windows[number] = Window(batch.select(kept), [None] * len(texts), len(order))
-            yield from ((texts[i], (number, i)) for i in order)
-
-    next_number = 0
-    docs = nlp.pipe(pipeline_input(), as_tuples=True, batch_size=batch_size, n_process=n_process)
-    for doc, (number, index) in docs:
-        windows[number].add(index, doc_result(doc))
+    pieces = window_pieces(tables, text_column, kept, windows, sort_by_length, max_chars)
+    ready = 0
+    for doc, (number, row, start) in run_pipeline(nlp, pieces, batch_size, n_process):
+        row_done = windows[number].add(row, start, doc)
         if on_progress:
-            on_progress(1, len(doc.text))
-        while next_number in windows and windows[next_number].remaining == 0:
-            yield finish_window(windows.pop(next_number), schema, on_progress)
-            next_number += 1
-    while next_number in windows:
-        yield finish_window(windows.pop(next_number), schema, on_progress)
-        next_number += 1
+            on_progress(int(row_done), len(doc.text))
+        while ready in windows and windows[ready].pending == 0:
+            yield finish_window(windows.pop(ready), schema, on_progress)
+            ready += 1
+    while ready in windows:
+        yield finish_window(windows.pop(ready), schema, on_progress)
+        ready += 1
+
+
+def window_pieces(tables: Iterable[pa.Table | pa.RecordBatch], text_column: str, kept: list[str],
+                  windows: dict[int, "Window"], sort_by_length: bool,
+                  max_chars: int) -> Iterator[tuple[str, tuple[int, int, int]]]:
+    """Register each table in ``windows`` and yield its pieces as (text, (window, row, start))."""
+    for number, table in enumerate(tables):
+        texts = table.column(text_column).to_pylist()
+        rows: list[RowResult | None] = [None] * len(texts)
+        pieces = []
+        for row, text in enumerate(texts):
+            if is_blank(text):
+                continue
+            row_pieces = [(text[start:end], (number, row, start))
+                          for start, end in piece_bounds(text, max_chars)]
+            row_pieces = [piece for piece in row_pieces if not piece[0].isspace()]
+            rows[row] = RowResult(pieces_left=len(row_pieces))
+            pieces.extend(row_pieces)
+        if sort_by_length:
+            pieces.sort(key=lambda piece: len(piece[0]), reverse=True)
+        windows[number] = Window(table.select(kept), rows, pending=len(pieces))
+        yield from pieces
+
+
+def run_pipeline(nlp: Language, pieces: Iterable[tuple[str, tuple]], batch_size: int,
+                 n_process: int) -> Iterator[tuple[Doc, tuple]]:
+    """(doc, context) for each (text, context), in order.
+
+    In one process the batches are bounded in pieces and in characters (so memory is too);
+    with ``n_process`` > 1 spaCy's multiprocessing ``nlp.pipe`` batches by count only.
+    """
+    if n_process > 1:
+        yield from nlp.pipe(pieces, as_tuples=True, batch_size=batch_size, n_process=n_process)
+        return
+    for batch in budget_batches(pieces, batch_size, batch_size * BATCH_CHARS_PER_TEXT):
+        yield from nlp.pipe(batch, as_tuples=True, batch_size=len(batch))
+
+
+def budget_batches(pieces: Iterable[tuple[str, tuple]], max_pieces: int,
+                   max_chars: int) -> Iterator[list[tuple[str, tuple]]]:
+    """Group pieces into lists of at most ``max_pieces`` pieces and ``max_chars`` characters
+    (a single longer piece makes a batch of its own)."""
+    batch, chars = [], 0
+    for piece in pieces:
+        if batch and (len(batch) == max_pieces or chars + len(piece[0]) > max_chars):
+            yield batch
+            batch, chars = [], 0
+        batch.append(piece)
+        chars += len(piece[0])
+    if batch:
+        yield batch
+
+
+def piece_bounds(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive pieces of ``text`` of at most ``max_chars`` characters each,
+    cut after a sentence end (or else a space) in the second half of a piece when there is one."""
+    bounds, start = [], 0
+    while len(text) - start > max_chars:
+        end = cut_point(text, start + max_chars // 2, start + max_chars)
+        bounds.append((start, end))
+        start = end
+    bounds.append((start, len(text)))
+    return bounds
+
+
+def cut_point(text: str, low: int, high: int) -> int:
+    """The position after the last sentence end (else whitespace) in ``text[low:high]``, else ``high``."""
+    for stops in (SENTENCE_ENDS, " \t\u3000"):
+        found = max(text.rfind(stop, low, high) for stop in stops)
+        if found >= 0:
+            return found + 1
+    return high
+
+
+@dataclass
+class RowResult:
+    """The predictions for one row, merged over its pieces (entity offsets into the whole text)."""
+
+    pieces_left: int
+    entities: list[tuple[str, str, int, int]] = field(default_factory=list)
+    cat_sums: dict[str, float] = field(default_factory=dict)
+    chars: int = 0
+
+    def add(self, doc: Doc, start: int) -> bool:
+        """Merge the doc of the piece at ``start``; True when it was the row's last piece."""
+        self.entities.extend((ent.text, ent.label_, ent.start_char + start, ent.end_char + start)
+                             for ent in doc.ents)
+        weight = len(doc.text)
+        for label, score in doc.cats.items():
+            self.cat_sums[label] = self.cat_sums.get(label, 0.0) + score * weight
+        self.chars += weight
+        self.pieces_left -= 1
+        return self.pieces_left == 0
+
+    def sorted_entities(self) -> list[tuple[str, str, int, int]]:
+        """The entities in text order (pieces may come back in any order)."""
+        return sorted(self.entities, key=lambda entity: entity[2])
+
+    def cats(self) -> dict[str, float] | None:
+        """Each label's score, averaged over the pieces weighted by their length (None if none)."""
+        return {label: total / self.chars for label, total in self.cat_sums.items()} or None
 
 
 @dataclass
 class Window:
-    """The rows of one input table while their texts are in the pipeline."""
+    """The rows of one input table while their pieces are in the pipeline."""
 
     kept: pa.Table | pa.RecordBatch
-    results: list[tuple | None]
-    remaining: int
+    rows: list[RowResult | None]
+    pending: int
 
-    def add(self, index: int, result: tuple) -> None:
-        """Store the result of row ``index``."""
-        self.results[index] = result
-        self.remaining -= 1
+    def add(self, row: int, start: int, doc: Doc) -> bool:
+        """Merge the doc of one piece of ``row``; True when the row is complete."""
+        self.pending -= 1
+        return self.rows[row].add(doc, start)
 
 
 def finish_window(window: Window, schema: pa.Schema, on_progress: ProgressCallback | None) -> pa.Table:
     """The output table of a finished window (its blank rows are counted as progress here)."""
-    blank_rows = sum(result is None for result in window.results)
+    blank_rows = sum(result is None for result in window.rows)
     if on_progress and blank_rows:
         on_progress(blank_rows, 0)
-    return results_to_table(window.results, window.kept, schema)
+    return results_to_table(window.rows, window.kept, schema)
 
 
-def pipeline_order(texts: Sequence[str | None], sort_by_length: bool) -> list[int]:
-    """Indices of the texts worth annotating (not null or blank), longest first if asked."""
-    indices = [i for i, text in enumerate(texts) if text is not None and not text.isspace() and text]
-    if sort_by_length:
-        indices.sort(key=lambda i: len(texts[i]), reverse=True)
-    return indices
+def is_blank(text: str | None) -> bool:
+    """True for null, empty and whitespace-only texts (they are not sent to the pipeline)."""
+    return text is None or not text or text.isspace()
 
 
-def doc_result(doc: Doc) -> tuple:
-    """The compact prediction of one doc: ``(entities, cats)``, entities as (text, label, start, end)."""
-    entities = [(ent.text, ent.label_, ent.start_char, ent.end_char) for ent in doc.ents]
-    return entities, dict(doc.cats)
+# --- row results → Arrow --------------------------------------------------------------------
 
-
-# --- compact results → Arrow ----------------------------------------------------------------
-
-def results_to_table(results: Sequence[tuple | None], kept: pa.Table, schema: pa.Schema) -> pa.Table:
+def results_to_table(results: Sequence[RowResult | None], kept: pa.Table | pa.RecordBatch,
+                     schema: pa.Schema) -> pa.Table:
     """Append the predicted columns of ``schema`` (those after the kept ones), built from ``results``."""
     builders = {ENTITIES_FIELD.name: entities_array, CATS_FIELD.name: cats_array,
                 LABEL_FIELD.name: label_array}
@@ -388,24 +484,24 @@ def results_to_table(results: Sequence[tuple | None], kept: pa.Table, schema: pa
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def entities_array(results: Sequence[tuple | None]) -> pa.Array:
+def entities_array(results: Sequence[RowResult | None]) -> pa.Array:
     """``list<struct<text, label, start_char, end_char>>``; an empty list for unannotated rows."""
     offsets, flat = [0], []
     for result in results:
         if result is not None:
-            flat.extend(result[0])
+            flat.extend(result.sorted_entities())
         offsets.append(len(flat))
     fields = [pa.array([entity[k] for entity in flat], type=ENTITY_TYPE.field(k).type)
-              for k in range(4)]
+              for k in range(ENTITY_TYPE.num_fields)]
     values = pa.StructArray.from_arrays(fields, fields=list(ENTITY_TYPE))
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=ENTITIES_FIELD.type)
 
 
-def cats_array(results: Sequence[tuple | None]) -> pa.Array:
+def cats_array(results: Sequence[RowResult | None]) -> pa.Array:
     """``map<string, float>`` with every label's score; null for unannotated rows."""
     offsets, keys, scores, mask = [0], [], [], []
     for result in results:
-        cats = result[1] if result is not None else None
+        cats = result.cats() if result is not None else None
         if cats:
             keys.extend(cats)
             scores.extend(cats.values())
@@ -416,13 +512,13 @@ def cats_array(results: Sequence[tuple | None]) -> pa.Array:
         type=CATS_FIELD.type, mask=pa.array(mask, pa.bool_()))
 
 
-def label_array(results: Sequence[tuple | None]) -> pa.Array:
+def label_array(results: Sequence[RowResult | None]) -> pa.Array:
     """The top class per row; null for unannotated rows."""
-    return pa.array([top_label(result[1]) if result is not None else None for result in results],
-                    pa.string())
+    return pa.array([top_label(result.cats()) if result is not None else None
+                     for result in results], pa.string())
 
 
-def top_label(cats: dict[str, float]) -> str | None:
+def top_label(cats: dict[str, float] | None) -> str | None:
     """The label with the highest score (None when there are no scores)."""
     return max(cats, key=cats.__getitem__) if cats else None
 

@@ -132,6 +132,8 @@ def annotate_cmd(
                                                "(less padding), written as one row group."),
     sort: bool = typer.Option(True, "--sort/--no-sort", help="Feed each window longest-first "
                                                              "(output order is unchanged)."),
+    max_chars: int = typer.Option(10_000, help="Longer texts are annotated in pieces cut at "
+                                  "sentence ends (bounds memory; entities keep whole-text offsets)."),
     gpu_id: int = typer.Option(-1, help="GPU to run on; -1 for CPU."),
     half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
     n_process: int = typer.Option(1, help="Worker processes for nlp.pipe (CPU)."),
@@ -169,6 +171,7 @@ def annotate_cmd(
         summary = annotate_files(
             model, input_spec, output, text_column=text_column, id_column=id_column,
             keep_columns=keep, batch_size=batch_size, window_rows=window_rows, sort_by_length=sort,
+            max_chars=max_chars,
             n_process=n_process, components=pipes, gpu_id=gpu_id, half=half, resume=resume,
             overwrite=overwrite, progress=not quiet)
     except AnnotationError as error:

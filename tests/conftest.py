@@ -8,7 +8,8 @@ import pytest
 NER_LABELS = ("PER", "LOC", "ORG")
 TEXTCAT_LABELS = ("正面", "负面", "中性")
 
-# transformer (m3e-small, strided 128/96 windows) + ner + exclusive textcat listening to it.
+# The shape of configs/cpu.cfg: transformer (m3e-small, strided 128/96 windows) + ner + exclusive
+# textcat (ensemble with a bag-of-words model) listening to it; stock spaCy factories only.
 UNTRAINED_PIPELINE_CONFIG = """
 [nlp]
 lang = "zh"
@@ -59,15 +60,10 @@ upstream = "*"
 
 [components.textcat]
 factory = "textcat"
-threshold = 0.5
+threshold = 0.0
 
 [components.textcat.model]
-@architectures = "spacy.TextCatReduce.v1"
-exclusive_classes = true
-use_reduce_first = false
-use_reduce_last = false
-use_reduce_max = false
-use_reduce_mean = true
+@architectures = "spacy.TextCatEnsemble.v2"
 
 [components.textcat.model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
@@ -76,6 +72,13 @@ upstream = "*"
 
 [components.textcat.model.tok2vec.pooling]
 @layers = "reduce_mean.v1"
+
+[components.textcat.model.linear_model]
+@architectures = "spacy.TextCatBOW.v3"
+exclusive_classes = true
+length = 262144
+ngram_size = 1
+no_output_layer = false
 """
 
 

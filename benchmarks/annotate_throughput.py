@@ -1,0 +1,197 @@
+"""Throughput of ``annotate`` against the encoder compute it cannot avoid, in characters/second.
+
+On the same texts, the same pipeline and the same torch threads:
+  (a) ``annotate_files``: Parquet in → pipeline → Parquet out (pipeline loaded beforehand);
+  (b) the bare forward pass of the same HF encoder (``AutoModel`` from the pipeline's encoder
+      folder, ``torch.inference_mode``) over exactly the token windows the pipeline's span getter
+      makes (same window/stride), sorted by length, in batches of ``--batch-size`` windows;
+  (c) the plain script a user would write: tokenizer + ``BertForTokenClassification`` over whole
+      texts in input order, padded per batch, truncated at 512 tokens.
+Each is timed ``--repeats`` times, interleaved, and the fastest kept (the machine may be shared).
+Prints the three rates and a/b (the goal on CPU: a/b >= 0.8).
+
+    .venv/bin/python benchmarks/annotate_throughput.py [--model PIPELINE] [--texts 2000]
+
+Without ``--model`` an untrained pipeline of the configs/cpu.cfg shape is built (same compute as a
+trained one). Texts: a seeded random sample of online_shopping_10_cats/test.tsv when
+/work/shared/data is there, else generated Chinese text of similar lengths.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_TSV = Path("/work/shared/data/online_shopping_10_cats/test.tsv")
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    texts = sample_texts(args.texts, args.seed)
+    with tempfile.TemporaryDirectory(prefix="annotate-bench-") as tmp:
+        model = args.model or str(build_untrained(Path(tmp) / "pipeline"))
+        runs = {
+            "a": prepare_annotate(model, texts, Path(tmp), args.batch_size),
+            "b": prepare_bare_windows(model, texts, args.batch_size, args.encoder),
+            "c": prepare_plain_script(model, texts, args.batch_size, args.encoder),
+        }
+        seconds = best_of(runs, args.repeats)
+    report({name: total_chars(texts) / value for name, value in seconds.items()}, texts, args)
+
+
+def best_of(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """The fastest of ``repeats`` timings of each run, the runs interleaved (fair on a busy machine)."""
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            started = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - started)
+            print(f"  ({name}) {best[name]:.1f}s best so far", file=sys.stderr)
+    return best
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="pipeline folder or package (default: untrained, built here)")
+    parser.add_argument("--encoder", help="HF encoder folder (default: the pipeline's own)")
+    parser.add_argument("--texts", type=int, default=2000, help="number of texts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for all three")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per measure (best kept)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def sample_texts(count: int, seed: int) -> list[str]:
+    """A seeded random sample of real review texts (never the head: the file is sorted by class)."""
+    if SHARED_TSV.is_file():
+        lines = SHARED_TSV.read_text(encoding="utf-8").splitlines()
+        texts = [line.split("\t", 1)[1] for line in lines if "\t" in line]
+        return random.Random(seed).sample(texts, min(count, len(texts)))
+    return generated_texts(count, seed)
+
+
+def generated_texts(count: int, seed: int) -> list[str]:
+    """Chinese-looking texts with review-like lengths (median ~35 characters, long tail)."""
+    rng = random.Random(seed)
+    alphabet = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严"
+    punctuation = "，，，。！？"
+    texts = []
+    for _ in range(count):
+        length = max(4, int(rng.lognormvariate(3.5, 0.8)))
+        chars = [rng.choice(alphabet) if rng.random() > 0.08 else rng.choice(punctuation)
+                 for _ in range(length)]
+        texts.append("".join(chars))
+    return texts
+
+
+def build_untrained(dest: Path) -> Path:
+    """The untrained test pipeline of tests/conftest.py (same architecture as configs/cpu.cfg)."""
+    spec = importlib.util.spec_from_file_location("annotate_conftest", REPO / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    from spacy_bert_zh.encoder import DEFAULT_DEST, fetch_encoder
+
+    return conftest.build_untrained_pipeline(fetch_encoder(REPO / DEFAULT_DEST).resolve(), dest)
+
+
+def prepare_annotate(model: str, texts: list[str], tmp: Path, batch_size: int) -> Callable[[], None]:
+    """(a) ``annotate_files``, Parquet in and out, pipeline preloaded."""
+    from spacy_bert_zh.annotation import annotate_files, annotate_table, load_pipeline
+
+    nlp = load_pipeline(model)
+    annotate_table(nlp, pa.table({"text": texts[:8]}))  # warm-up
+    source, dest = tmp / "input.parquet", tmp / "output.parquet"
+    pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), source)
+
+    def run() -> None:
+        summary = annotate_files(nlp, source, dest, batch_size=batch_size, progress=False,
+                                 overwrite=True)
+        assert summary.ok and summary.rows == len(texts) == pq.read_metadata(dest).num_rows
+
+    return run
+
+
+def prepare_bare_windows(model: str, texts: list[str], batch_size: int,
+                         encoder: str | None) -> Callable[[], None]:
+    """(b) the bare encoder over the pipeline's own windows, sorted by length (forward only)."""
+    import spacy
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    nlp = spacy.load(model)
+    folder = encoder or encoder_folder(nlp)
+    get_spans = nlp.get_pipe("transformer").model.attrs["get_spans"]
+    docs = [nlp.make_doc(text) for text in texts if text.strip()]
+    windows = [span.text for doc_spans in get_spans(docs) for span in doc_spans]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = sorted(tokenizer(windows, truncation=True, max_length=512)["input_ids"], key=len)
+    encoder_model = AutoModel.from_pretrained(folder).eval()
+    batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
+    padded = [tokenizer.pad({"input_ids": batch}, return_tensors="pt") for batch in batches]
+    print(f"(b) {len(docs)} texts -> {len(windows)} windows, "
+          f"{sum(map(len, ids)):,} wordpieces", file=sys.stderr)
+
+    @torch.inference_mode()
+    def run() -> None:
+        for batch in padded:
+            encoder_model(**batch)
+
+    return run
+
+
+def prepare_plain_script(model: str, texts: list[str], batch_size: int,
+                         encoder: str | None) -> Callable[[], None]:
+    """(c) tokenizer + BertForTokenClassification over whole texts, input order, per-batch padding."""
+    import spacy
+    import torch
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    folder = encoder or encoder_folder(spacy.load(model))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    classifier = BertForTokenClassification.from_pretrained(folder, num_labels=7).eval()
+
+    @torch.inference_mode()
+    def run() -> None:
+        for i in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                              max_length=512, return_tensors="pt")
+            classifier(**batch).logits.argmax(-1).tolist()
+
+    return run
+
+
+def encoder_folder(nlp) -> str:
+    """The HF model name/folder in the pipeline's transformer config."""
+    return nlp.config["components"]["transformer"]["model"]["name"]
+
+
+def total_chars(texts: list[str]) -> int:
+    return sum(len(text) for text in texts)
+
+
+def report(rates: dict[str, float], texts: list[str], args: argparse.Namespace) -> None:
+    print(f"{len(texts)} texts, {total_chars(texts):,} characters, batch size {args.batch_size}, "
+          f"torch threads {args.threads}")
+    print(f"(a) annotate, Parquet in/out        {rates['a']:10,.0f} chars/s")
+    print(f"(b) bare encoder, pipeline windows  {rates['b']:10,.0f} chars/s")
+    print(f"(c) plain token-classification      {rates['c']:10,.0f} chars/s")
+    print(f"a/b = {rates['a'] / rates['b']:.2f}   a/c = {rates['a'] / rates['c']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
