@@ -1,6 +1,6 @@
 """Convert Chinese corpora to spaCy DocBin files: character-per-line NER files and labelled texts.
 
-Docs keep the original text exactly: NER docs hold one token per character and no spaces,
+Docs keep the original text exactly: NER docs hold one token per line (a character) and no spaces,
 classification docs are tokenized by ``spacy.blank("zh")`` (the character segmenter). Bad input
 raises ``ConversionError`` naming ``file:line``; repairs and skipped rows are counted in the
 ``ConversionReport``. Nothing is written unless the whole file converted.
@@ -11,6 +11,7 @@ import codecs
 import csv
 import json
 import os
+import re
 import sys
 import uuid
 from collections import Counter
@@ -32,6 +33,9 @@ CLS_FORMATS = ("tsv", "csv", "jsonl")
 FORMAT_BY_SUFFIX = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 DEFAULT_TEXT_FIELDS = ("text", "sentence")
 DOC_MARKER = "-DOCSTART-"
+# A NER line: the character, a run of TABs/ASCII spaces, the tag. Only TAB and ASCII space separate,
+# so a full-width space (U+3000) can be the character (str.split() would eat it).
+NER_LINE = re.compile(r"([^\t ]+)[\t ]+([^\t ]+)")
 MAX_REPAIR_EXAMPLES = 10
 
 
@@ -134,7 +138,7 @@ def read_ner_docs(
     """Yield the docs of a character-per-line NER file, ``n_sents`` sentences per doc (0: all
     sentences up to the next ``-DOCSTART-``). ``scheme`` is detected unless given; ``strict``
     turns repairs of broken tag sequences into errors. Fills ``report`` as it goes."""
-    report = report or ConversionReport(task="ner", input=str(input_path))
+    report = report if report is not None else ConversionReport(task="ner", input=str(input_path))
     if n_sents < 0:
         raise ValueError("n_sents must be 0 (no grouping) or more")
     path = Path(input_path)
@@ -150,7 +154,7 @@ def read_ner_docs(
         entity_counts.update(label for sentence_entities in entities for _, _, label in sentence_entities)
         report.docs += 1
         report.sentences += len(group)
-        report.characters += len(doc.text)
+        report.characters += sum(len(token) for sentence in group for token in sentence.tokens)
         yield doc
     report.entities_per_label = dict(sorted(entity_counts.items()))
 
@@ -177,7 +181,7 @@ def read_cls_docs(
     joined by ``label_separator``, or a JSON list). Invalid rows raise ``ConversionError`` unless
     ``skip_invalid``, which skips and reports them. ``text_field`` defaults to text or sentence.
     """
-    report = report or ConversionReport(task="cls", input=str(input_path))
+    report = report if report is not None else ConversionReport(task="cls", input=str(input_path))
     path = Path(input_path)
     report.encoding = _check_encoding(encoding)
     file_format = _cls_format(path, file_format)
@@ -304,9 +308,10 @@ class _Sentence:
 
 
 def _read_ner_sentences(path: Path, report: ConversionReport, show_progress: Optional[bool]) -> list[_Sentence]:
-    """Parse all sentences of a character-per-line file, checking each tag's format."""
+    """Parse all sentences of a character-per-line file, checking each line and tag format."""
     sentences: list[_Sentence] = []
     current = _Sentence(0, [], [], True)
+    valid_tags: set[str] = set()
     for line_number, line in _iter_lines(path, report, show_progress):
         body = line.rstrip(" \t")
         if not body or body.startswith(DOC_MARKER):
@@ -317,7 +322,13 @@ def _read_ner_sentences(path: Path, report: ConversionReport, show_progress: Opt
                 report.doc_markers += 1
                 current.starts_doc = True
             continue
-        token, tag = _split_ner_line(path, line_number, body)
+        fields = NER_LINE.fullmatch(body)
+        if fields is None:
+            raise _ner_line_error(path, line_number, body)
+        token, tag = fields.groups()
+        if tag not in valid_tags:
+            _check_tag_format(path, line_number, tag)
+            valid_tags.add(tag)
         if not current.tokens:
             current.first_line = line_number
         current.tokens.append(token)
@@ -329,25 +340,22 @@ def _read_ner_sentences(path: Path, report: ConversionReport, show_progress: Opt
     return sentences
 
 
-def _split_ner_line(path: Path, line_number: int, body: str) -> tuple[str, str]:
-    """Split ``char<TAB or spaces>tag``: the tag is the last field, the token everything before.
-
-    Only TAB and ASCII spaces separate, so a full-width space (U+3000) can be the character.
-    """
+def _ner_line_error(path: Path, line_number: int, body: str) -> ConversionError:
+    """Explain why ``body`` is not ``<character><TAB or spaces><tag>``."""
     cut = max(body.rfind("\t"), body.rfind(" "))
     if cut < 0:
-        raise ConversionError(path, line_number, f"no tag on this line: expected '<character><TAB><tag>', "
-                                                 f"got {body!r}")
-    token, tag = body[:cut].rstrip(" \t"), body[cut + 1:]
-    if not token:
-        raise ConversionError(path, line_number, f"no character before the tag {tag!r}")
-    if "\t" in token or " " in token:
-        raise ConversionError(path, line_number, f"expected two fields (character and tag), got {body!r}")
+        return ConversionError(path, line_number, f"no tag on this line: expected '<character><TAB><tag>', "
+                                                  f"got {body!r}")
+    if not body[:cut].strip(" \t"):
+        return ConversionError(path, line_number, f"no character before the tag {body[cut + 1:]!r}")
+    return ConversionError(path, line_number, f"expected two fields (character and tag), got {body!r}")
+
+
+def _check_tag_format(path: Path, line_number: int, tag: str) -> None:
     try:
         parse_tag(tag)
     except TagError as error:
         raise ConversionError(path, line_number, str(error)) from None
-    return token, tag
 
 
 def _group_sentences(sentences: list[_Sentence], n_sents: int) -> Iterator[list[_Sentence]]:

@@ -422,6 +422,12 @@ def test_cli_convert_errors_exit_1_without_traceback(tmp_path):
     assert not (tmp_path / "out.spacy").exists()
 
 
+def test_cli_unknown_scheme_is_a_clear_error(tmp_path):
+    source = write(tmp_path / "train.bio", ner_text("bio"))
+    result = CliRunner().invoke(app, ["convert", "ner", str(source), str(tmp_path / "out.spacy"), "--scheme", "bo"])
+    assert result.exit_code == 1 and "unknown tag scheme 'bo'" in result.output
+
+
 def test_cli_convert_cls_with_labels_and_skip_invalid(tmp_path):
     source = write(tmp_path / "dev.tsv", tsv_text() + "坏行\n")
     output = tmp_path / "dev.spacy"

@@ -15,6 +15,9 @@ SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
                    or Path(__file__).resolve().parents[2] / "shared" / "data")
 NLP = spacy.blank("zh")
 
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared corpora not found at {SHARED_DATA} "
+                                                                  f"(set SPACY_BERT_ZH_SHARED_DATA to their folder)")
+
 
 def corpus(relative: str) -> Path:
     """A file of the shared data; the test is skipped when it is not there."""
