@@ -37,7 +37,11 @@ def convert_ner_cmd(
     report: Optional[Path] = typer.Option(None, help="Also write the summary as JSON to this file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ):
-    """Convert a character-per-line NER file (BIO, IOB1, BIOES/BILOU, BMES) to a DocBin."""
+    """Convert a character-per-line NER file (BIO, IOB1, BIOES/BILOU, BMES) to a DocBin.
+
+    The scheme is detected from the tags (IOB1 only when at least 80% of entity starts are I- tags);
+    broken tag sequences are repaired and counted unless --strict.
+    """
     from .conversion import convert_ner
 
     _run_conversion(lambda: convert_ner(input_path, output_path, scheme=scheme, n_sents=n_sents, strict=strict,

@@ -317,6 +317,10 @@ def test_cls_multilabel(tmp_path):
     docs = list(read_cls_docs(source, multilabel=True))
     assert [doc.cats for doc in docs] == [{"体育": 1.0, "科技": 0.0, "财经": 1.0},
                                           {"体育": 0.0, "科技": 1.0, "财经": 0.0}]
+    source = write(tmp_path / "x.jsonl", '{"label": ["体育", "财经"], "text": "球队上市"}\n')
+    assert list(read_cls_docs(source, multilabel=True))[0].cats == {"体育": 1.0, "财经": 1.0}
+    with pytest.raises(ConversionError, match=r"x.jsonl:1: a list of labels .* needs --multilabel"):
+        list(read_cls_docs(source))
 
 
 def test_cls_csv_with_fields_and_quoted_newline(tmp_path):
