@@ -26,6 +26,7 @@ def read_bio_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:
 
 
 def read_tsv_rows(path: Path) -> List[Tuple[str, str]]:
-    """(label, text) per line of a ``label<TAB>text`` file."""
+    """(label, text) per line of a ``label<TAB>text`` file, leaving out empty texts."""
     lines = Path(path).read_text(encoding="utf-8").split("\n")
-    return [tuple(line.split("\t", 1)) for line in lines if line]
+    rows = [tuple(line.split("\t", 1)) for line in lines if line]
+    return [(label, text) for label, text in rows if text.strip()]  # online_shopping has an empty review
