@@ -31,8 +31,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .annotation import (AnnotationError, annotate_table, check_text_column, load_pipeline,
-                         output_schema, with_id_column)
+from .annotation import (DEFAULT_MAX_CHARS, AnnotationError, annotate_table, check_text_column,
+                         load_pipeline, output_schema, with_id_column)
 from .parquet_io import InputError, input_files, with_annotation_metadata
 
 RAY_INSTALL_HINT = "pip install 'spacy-bert-zh[ray]'"
@@ -74,6 +74,8 @@ def annotate_with_ray(
     gpus_per_worker: float = 0.0,
     overwrite: bool = False,
     cpus_per_worker: float | None = None,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    sort_by_length: bool = True,
 ) -> RaySummary:
     """Annotate the Parquet files (or folders, globs) ``input_paths`` into the folder ``output``.
 
@@ -81,7 +83,8 @@ def annotate_with_ray(
     local Ray on this machine (and stops it at the end); an already initialized Ray is used as
     it is. ``workers`` actors each hold one copy of the pipeline, with ``gpus_per_worker`` GPUs
     (0: CPU) and ``cpus_per_worker`` CPUs, which is also their number of torch threads (see
-    ``plan_workers`` for the defaults). Every input problem raises ``AnnotationError`` before
+    ``plan_workers`` for the defaults). ``batch_size``, ``max_chars`` and ``sort_by_length``
+    mean what they mean for the local engine. Every input problem raises ``AnnotationError`` before
     Ray starts; ``output`` must not exist unless ``overwrite``.
     """
     started = time.perf_counter()
@@ -102,7 +105,7 @@ def annotate_with_ray(
         ray.init(**init_kwargs(address))
     try:
         plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
-        dataset = ray.data.read_parquet([str(path) for path in files], columns=columns)
+        dataset = ray.data.read_parquet([str(path) for path in files]).select_columns(columns)
         # Ray hands a whole block to one worker: cut the input into blocks small enough for
         # every worker to get several (streaming, nothing is shuffled or held back).
         dataset = dataset.repartition(
@@ -112,7 +115,8 @@ def annotate_with_ray(
             fn_constructor_kwargs=dict(model=model, components=components, use_gpu=plan.gpus > 0,
                                        threads=max(1, int(plan.cpus)), info=info),
             fn_kwargs=dict(text_column=text_column, keep_columns=keep_columns,
-                           batch_size=batch_size),
+                           batch_size=batch_size, max_chars=max_chars,
+                           sort_by_length=sort_by_length),
             batch_format="pyarrow", batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(size=plan.workers),
             num_cpus=plan.cpus, num_gpus=plan.gpus or None)
@@ -146,9 +150,10 @@ class PipelineWorker:
         self.info = info
 
     def __call__(self, batch: pa.Table, text_column: str, keep_columns: list[str] | None,
-                 batch_size: int) -> pa.Table:
+                 batch_size: int, max_chars: int, sort_by_length: bool) -> pa.Table:
         table = annotate_table(self.nlp, batch, text_column=text_column,
-                               keep_columns=keep_columns, batch_size=batch_size)
+                               keep_columns=keep_columns, batch_size=batch_size,
+                               sort_by_length=sort_by_length, max_chars=max_chars)
         return table.replace_schema_metadata(
             with_annotation_metadata(table.schema, self.info).metadata)
 

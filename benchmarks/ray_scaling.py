@@ -1,0 +1,156 @@
+"""Throughput of ``annotate --engine ray`` with 1 and 2 workers on this machine, and the ratio.
+
+Every configuration annotates the same Parquet input (a seeded random sample of
+online_shopping_10_cats/test.tsv when /work/shared/data is there, else generated Chinese text:
+``annotate_throughput.sample_texts``) through ``distributed.annotate_with_ray`` on one local Ray
+session. A configuration is WORKERSxCPUS: that many pipeline actors, each reserving CPUS CPUs and
+running that many torch threads, so no two workers fight over a core. Reported per configuration:
+
+- end to end: rows/s and chars/s of the whole call (checks, actor start, model loads, write);
+- steady: the same rate with the fixed cost removed, i.e. (N - n) / (t(N) - t(n)) where n is a
+  tiny input (one batch per worker) run just before, so start-up does not hide the scaling.
+
+The local engine (``annotate_files``, one process, all cores as torch threads) is timed on the same
+input for reference, end to end with its own model load. Runs are sequential; the figures are only
+meaningful on an otherwise idle machine.
+
+    .venv/bin/python benchmarks/ray_scaling.py [--model PIPELINE] [--texts 800] [--configs 1x1,2x1,1x2]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    args = parse_args()
+    helpers = load_throughput_helpers()
+    texts = helpers.sample_texts(args.texts, args.seed)
+    configs = [tuple(int(x) for x in item.split("x")) for item in args.configs.split(",")]
+    with tempfile.TemporaryDirectory(prefix="ray-scaling-") as tmp:
+        tmp = Path(tmp)
+        model = args.model or str(helpers.build_untrained(tmp / "pipeline"))
+        full = write_input(tmp / "full.parquet", texts)
+        rows = {}
+        if not args.no_local:
+            rows["local engine"] = time_local(model, full, tmp / "local_out", args.batch_size, texts)
+        import ray
+        from spacy_bert_zh.distributed import IO_CPUS
+
+        ray.init(num_cpus=(os.cpu_count() or 1) + IO_CPUS, include_dashboard=False,
+                 log_to_driver=False)
+        quiet_ray_data()
+        try:
+            for workers, cpus in configs:
+                tiny_texts = texts[:args.batch_size * workers]
+                tiny = write_input(tmp / f"tiny-{workers}.parquet", tiny_texts)
+                fixed = time_ray(model, tiny, tmp / "out", workers, cpus, args.batch_size,
+                                 len(tiny_texts))
+                total = time_ray(model, full, tmp / "out", workers, cpus, args.batch_size, len(texts))
+                rows[f"ray {workers}x{cpus}"] = (total, fixed, len(tiny_texts),
+                                                 sum(map(len, tiny_texts)))
+        finally:
+            ray.shutdown()
+    report(rows, texts, configs, args)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="pipeline folder or package (default: untrained, built here)")
+    parser.add_argument("--texts", type=int, default=800, help="number of texts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--configs", default="1x1,2x1,1x2",
+                        help="comma list of WORKERSxCPUS_PER_WORKER (default 1x1,2x1,1x2)")
+    parser.add_argument("--no-local", action="store_true", help="skip the local engine reference")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args()
+
+
+def load_throughput_helpers():
+    """``sample_texts`` and ``build_untrained`` of benchmarks/annotate_throughput.py (same input)."""
+    spec = importlib.util.spec_from_file_location(
+        "annotate_throughput", REPO / "benchmarks" / "annotate_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_input(path: Path, texts: list[str]) -> Path:
+    pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), path)
+    return path
+
+
+def quiet_ray_data() -> None:
+    """No Ray Data progress output (it would be most of what this script prints)."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    for name in ("enable_progress_bars", "enable_operator_progress_bars"):
+        if hasattr(context, name):
+            setattr(context, name, False)
+
+
+def time_local(model: str, source: Path, dest: Path, batch_size: int, texts: list[str]) -> tuple:
+    """The local engine end to end (model load included, as in the Ray runs)."""
+    from spacy_bert_zh.annotation import annotate_files
+
+    started = time.perf_counter()
+    summary = annotate_files(model, source, dest / "out.parquet", batch_size=batch_size,
+                             progress=False, overwrite=True)
+    seconds = time.perf_counter() - started
+    assert summary.ok and summary.rows == len(texts)
+    print(f"  local engine: {seconds:.1f}s", file=sys.stderr)
+    return seconds, None, 0, 0
+
+
+def time_ray(model: str, source: Path, dest: Path, workers: int, cpus: int, batch_size: int,
+             expected_rows: int) -> float:
+    """One ``annotate_with_ray`` call, end to end; checks that every row came back once."""
+    from spacy_bert_zh.distributed import annotate_with_ray
+
+    started = time.perf_counter()
+    summary = annotate_with_ray(model, [source], dest, id_column="id", batch_size=batch_size,
+                                workers=workers, cpus_per_worker=cpus, overwrite=True)
+    seconds = time.perf_counter() - started
+    ids = pq.read_table(dest, columns=["id"]).column("id").to_pylist()
+    assert summary.rows_out == expected_rows == len(ids) == len(set(ids)), summary
+    print(f"  ray {workers}x{cpus}, {expected_rows} rows: {seconds:.1f}s", file=sys.stderr)
+    return seconds
+
+
+def report(rows: dict, texts: list[str], configs: list[tuple[int, int]],
+           args: argparse.Namespace) -> None:
+    chars = sum(map(len, texts))
+    print(f"{len(texts)} texts, {chars:,} characters, batch size {args.batch_size}, "
+          f"{os.cpu_count()} CPU cores; WORKERSxCPUS = actors x (CPUs = torch threads each)")
+    print(f"{'':14} {'seconds':>8} {'rows/s':>8} {'chars/s':>8} | steady: {'rows/s':>8} {'chars/s':>8}")
+    steady = {}
+    for name, (seconds, fixed, tiny_rows, tiny_chars) in rows.items():
+        line = f"{name:14} {seconds:8.1f} {len(texts) / seconds:8.1f} {chars / seconds:8,.0f}"
+        if fixed is not None:
+            marginal = seconds - fixed
+            steady[name] = ((len(texts) - tiny_rows) / marginal, (chars - tiny_chars) / marginal)
+            line += (f" | {steady[name][0]:14.1f} {steady[name][1]:8,.0f}"
+                     f"   (fixed cost {fixed:.1f}s)")
+        print(line)
+    if "ray 1x1" in rows and "ray 2x1" in rows:
+        end_to_end = rows["ray 1x1"][0] / rows["ray 2x1"][0]
+        print(f"2 workers / 1 worker (1 CPU each): end to end {end_to_end:.2f}x, "
+              f"steady {steady['ray 2x1'][0] / steady['ray 1x1'][0]:.2f}x")
+    if "ray 1x2" in rows and "ray 2x1" in rows:
+        print(f"2 workers x 1 CPU / 1 worker x 2 CPUs (same cores): steady "
+              f"{steady['ray 2x1'][0] / steady['ray 1x2'][0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
