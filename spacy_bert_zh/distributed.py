@@ -102,7 +102,7 @@ def annotate_with_ray(
     staging.parent.mkdir(parents=True, exist_ok=True)
     we_started_ray = not ray.is_initialized()
     if we_started_ray:
-        ray.init(**init_kwargs(address))
+        start_ray(ray, address)
     try:
         plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
         dataset = ray.data.read_parquet([str(path) for path in files]).select_columns(columns)
@@ -290,6 +290,16 @@ def init_kwargs(address: str | None) -> dict[str, Any]:
     if address:
         return dict(address=address)
     return dict(num_cpus=(os.cpu_count() or 1) + IO_CPUS, include_dashboard=False)
+
+
+def start_ray(ray: Any, address: str | None) -> None:
+    """``ray.init`` with ``init_kwargs``; a cluster that cannot be reached is an ``AnnotationError``."""
+    try:
+        ray.init(**init_kwargs(address))
+    except ConnectionError as error:
+        raise AnnotationError(f"cannot reach a Ray cluster at --address {address} ({error}); start "
+                              f"one with `ray start --head`, or leave --address out to run Ray "
+                              f"on this machine only") from error
 
 
 def plan_workers(resources: dict[str, float], workers: int | None, gpus_per_worker: float,

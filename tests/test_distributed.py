@@ -18,7 +18,7 @@ import pytest
 
 from spacy_bert_zh.annotation import AnnotationError, annotate_files
 from spacy_bert_zh.distributed import (IO_CPUS, RAY_INSTALL_HINT, WorkerPlan, annotate_with_ray,
-                                       import_ray, plan_workers, rows_per_block)
+                                       import_ray, plan_workers, rows_per_block, start_ray)
 
 WORKER_CPUS = 2
 MAX_CHARS = 120  # small, so that the long texts take the "annotate in pieces" path
@@ -158,6 +158,26 @@ def test_cli_engine_ray_refuses_then_overwrites(ray_session, untrained_pipeline,
     assert table.schema.names == ["id", "text", "entities"]  # only ner ran: no cats, no label
     assert sorted(table.column("id").to_pylist()) == sorted(
         pq.read_table(input_folder / "part-1.parquet").column("id").to_pylist())
+
+
+def test_empty_input_gives_an_empty_output_with_the_schema(ray_session, untrained_pipeline,
+                                                           tmp_path):
+    source = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())}),
+                   source)
+    summary = annotate_with_ray(str(untrained_pipeline), [source], tmp_path / "out", workers=1)
+    table = pq.read_table(tmp_path / "out")
+    assert summary.rows_in == summary.rows_out == table.num_rows == 0
+    assert table.schema.names == ["id", "text", "entities", "cats", "label"]
+
+
+def test_unreachable_cluster_is_a_clear_error():
+    class NoCluster:
+        def init(self, **kwargs):
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    with pytest.raises(AnnotationError, match="ray start --head"):
+        start_ray(NoCluster(), "auto")
 
 
 def test_importing_the_package_does_not_import_ray():
