@@ -38,8 +38,10 @@ LABEL_FIELD = pa.field("label", pa.string())
 OUTPUT_COLUMNS = (ENTITIES_FIELD.name, CATS_FIELD.name, LABEL_FIELD.name)
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WINDOW_ROWS = 1024
-DEFAULT_MAX_CHARS = 10_000    # longer texts are annotated in pieces cut at sentence ends
+DEFAULT_MAX_CHARS = 2_000     # longer texts are annotated in pieces cut at sentence ends
 BATCH_CHARS_PER_TEXT = 256    # a batch holds at most batch_size * this many characters
+MMAP_THRESHOLD = 1 << 20      # see return_large_buffers_to_os
+M_MMAP_THRESHOLD = -3         # glibc's mallopt parameter number
 SENTENCE_ENDS = "。！？!?\n；;…"
 # Errors that mean "this input file is unreadable" (the run goes on with the other files).
 FILE_ERRORS = (OSError, pa.ArrowException)
@@ -103,10 +105,12 @@ def annotate_files(
     ``AnnotationError`` before any annotation; an unreadable input file is recorded in
     ``summary.failed`` and the others are still annotated. ``resume`` skips outputs that are
     already complete (file granularity: an interrupted file is redone from its start).
+    Process-wide, big buffers are then returned to the OS when freed (``return_large_buffers_to_os``).
     """
     if resume and overwrite:
         raise AnnotationError("--resume and --overwrite exclude each other: choose one")
     started = time.perf_counter()
+    return_large_buffers_to_os()
     try:
         jobs = plan_jobs(input_spec, output)
     except InputError as error:
@@ -371,13 +375,28 @@ def run_pipeline(nlp: Language, pieces: Iterable[tuple[str, tuple]], batch_size:
     """(doc, context) for each (text, context), in order.
 
     In one process the batches are bounded in pieces and in characters (so memory is too);
-    with ``n_process`` > 1 spaCy's multiprocessing ``nlp.pipe`` batches by count only.
+    with ``n_process`` > 1 spaCy's multiprocessing ``nlp.pipe`` batches by count only, in
+    *spawned* workers (forked ones deadlock in PyTorch).
     """
     if n_process > 1:
-        yield from nlp.pipe(pieces, as_tuples=True, batch_size=batch_size, n_process=n_process)
+        with start_method("spawn"):
+            yield from nlp.pipe(pieces, as_tuples=True, batch_size=batch_size, n_process=n_process)
         return
     for batch in budget_batches(pieces, batch_size, batch_size * BATCH_CHARS_PER_TEXT):
         yield from nlp.pipe(batch, as_tuples=True, batch_size=len(batch))
+
+
+@contextmanager
+def start_method(method: str) -> Iterator[None]:
+    """Use the ``multiprocessing`` start ``method`` inside the block (spaCy uses the default one)."""
+    import multiprocessing
+
+    previous = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method(method, force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
 
 
 def budget_batches(pieces: Iterable[tuple[str, tuple]], max_pieces: int,
@@ -589,6 +608,22 @@ def use_mixed_precision(nlp: Language, gpu_id: int) -> int:
     for shim in shims:
         shim._mixed_precision = True
     return len(shims)
+
+
+def return_large_buffers_to_os(threshold: int = MMAP_THRESHOLD) -> bool:
+    """glibc only: allocate buffers over ``threshold`` bytes with mmap, so freed tensors go back
+    to the OS instead of fragmenting the heap (which otherwise grows on long runs and long texts).
+
+    Returns False where this is not available (no glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
 
 
 @contextmanager

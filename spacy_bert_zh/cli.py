@@ -136,7 +136,7 @@ def annotate_cmd(
                                                "(less padding), written as one row group."),
     sort: bool = typer.Option(True, "--sort/--no-sort", help="Feed each window longest-first "
                                                              "(output order is unchanged)."),
-    max_chars: int = typer.Option(10_000, help="Longer texts are annotated in pieces cut at "
+    max_chars: int = typer.Option(2_000, help="Longer texts are annotated in pieces cut at "
                                   "sentence ends (bounds memory; entities keep whole-text offsets)."),
     gpu_id: int = typer.Option(-1, help="GPU to run on; -1 for CPU."),
     half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
