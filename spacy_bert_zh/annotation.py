@@ -1,13 +1,13 @@
 """Annotate Parquet with a spaCy pipeline: one row in, one row out, one schema for all engines.
 
 ``annotate_files`` is the local engine behind ``spacy-bert-zh annotate``: it streams each input
-file through ``nlp.pipe`` in windows of rows and writes each window as a row group, so memory
-depends on the window and the pipeline, never on the input size. ``annotate_table`` is the same
-row-to-Arrow conversion for one table; the Ray Data engine (``distributed.py``) calls it, so the
-two engines cannot disagree. Output columns: the kept input columns, then ``entities`` (list of
-text/label/start_char/end_char, character offsets into the input string), ``cats`` (every
-textcat label's score) and ``label`` (the top class); a column whose component is absent or not
-run is left out.
+file through the pipeline in windows of rows and writes each window as a row group, so memory
+depends on the window, the batch and the pipeline, never on the input size.
+``annotate_table`` is the same row-to-Arrow conversion for one table; the Ray Data engine
+(``distributed.py``) calls it, so the two engines cannot disagree. Output columns: the kept
+input columns, then ``entities`` (list of text/label/start_char/end_char, character offsets
+into the input string), ``cats`` (every textcat label's score) and ``label`` (the top class);
+a column whose component is absent or not run is left out.
 """
 from __future__ import annotations
 
@@ -35,13 +35,10 @@ ENTITY_TYPE = pa.struct([
 ENTITIES_FIELD = pa.field("entities", pa.list_(ENTITY_TYPE))
 CATS_FIELD = pa.field("cats", pa.map_(pa.string(), pa.float32()))
 LABEL_FIELD = pa.field("label", pa.string())
-OUTPUT_COLUMNS = (ENTITIES_FIELD.name, CATS_FIELD.name, LABEL_FIELD.name)
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WINDOW_ROWS = 1024
 DEFAULT_MAX_CHARS = 2_000     # longer texts are annotated in pieces cut at sentence ends
 BATCH_CHARS_PER_TEXT = 256    # a batch holds at most batch_size * this many characters
-MMAP_THRESHOLD = 1 << 20      # see return_large_buffers_to_os
-M_MMAP_THRESHOLD = -3         # glibc's mallopt parameter number
 SENTENCE_ENDS = "。！？!?\n；;…"
 # Errors that mean "this input file is unreadable" (the run goes on with the other files).
 FILE_ERRORS = (OSError, pa.ArrowException)
@@ -105,12 +102,11 @@ def annotate_files(
     ``AnnotationError`` before any annotation; an unreadable input file is recorded in
     ``summary.failed`` and the others are still annotated. ``resume`` skips outputs that are
     already complete (file granularity: an interrupted file is redone from its start).
-    Process-wide, big buffers are then returned to the OS when freed (``return_large_buffers_to_os``).
+    ``components``, ``gpu_id`` apply when ``model`` is a name; a loaded ``Language`` runs as is.
     """
     if resume and overwrite:
         raise AnnotationError("--resume and --overwrite exclude each other: choose one")
     started = time.perf_counter()
-    return_large_buffers_to_os()
     try:
         jobs = plan_jobs(input_spec, output)
     except InputError as error:
@@ -150,7 +146,11 @@ def load_pipeline(model: str, gpu_id: int = -1, components: list[str] | None = N
     """
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    nlp = spacy.load(model)
+    try:
+        nlp = spacy.load(model)
+    except OSError as error:
+        raise AnnotationError(f"cannot load the pipeline {model!r} (an installed package name or "
+                              f"a pipeline folder): {error}") from error
     if components:
         nlp.select_pipes(enable=pipes_to_enable(nlp, components))
     return nlp
@@ -210,7 +210,7 @@ def annotate_table(
     return next(iter(annotated))
 
 
-# --- the local engine: files → windows → one nlp.pipe stream → row groups --------------------
+# --- the local engine: files → windows → pipeline batches → row groups ----------------------
 
 def annotate_file(
     nlp: Language,
@@ -240,9 +240,10 @@ def annotate_file(
     metadata = pipeline_info(nlp, job, text_column, source.metadata.num_rows)
     with atomic_parquet_writer(job.dest, with_annotation_metadata(schema, metadata)) as writer:
         batches = source.iter_batches(batch_size=window_rows, columns=needed)
-        for table in annotate_batches(nlp, batches, text_column, kept, schema, batch_size=batch_size,
-                                      sort_by_length=sort_by_length, n_process=n_process,
-                                      max_chars=max_chars, on_progress=count):
+        for table in annotate_batches(nlp, batches, text_column, kept, schema,
+                                      batch_size=batch_size, sort_by_length=sort_by_length,
+                                      n_process=n_process, max_chars=max_chars,
+                                      on_progress=count):
             writer.write_table(table)
     return counts[0], counts[1]
 
@@ -261,7 +262,8 @@ def preflight(nlp: Language, jobs: list[FileJob], text_column: str, id_column: s
             source = pq.ParquetFile(job.source)
             schema, rows = source.schema_arrow, source.metadata.num_rows
         except FILE_ERRORS as error:
-            summary.failed[job.source] = f"not a readable Parquet file ({type(error).__name__}: {error})"
+            summary.failed[job.source] = (f"not a readable Parquet file "
+                                          f"({type(error).__name__}: {error})")
             continue
         check_columns(nlp, schema, str(job.source), text_column, id_column, keep_columns)
         if job.dest.exists() and not overwrite:
@@ -608,22 +610,6 @@ def use_mixed_precision(nlp: Language, gpu_id: int) -> int:
     for shim in shims:
         shim._mixed_precision = True
     return len(shims)
-
-
-def return_large_buffers_to_os(threshold: int = MMAP_THRESHOLD) -> bool:
-    """glibc only: allocate buffers over ``threshold`` bytes with mmap, so freed tensors go back
-    to the OS instead of fragmenting the heap (which otherwise grows on long runs and long texts).
-
-    Returns False where this is not available (no glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-    except (OSError, AttributeError):
-        return False
 
 
 @contextmanager

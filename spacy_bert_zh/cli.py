@@ -154,10 +154,13 @@ def annotate_cmd(
 ):
     """Annotate Parquet texts with a pipeline: entities, cats and label per row, same row order.
 
-    Streams: memory depends on --batch-size/--window-rows and the pipeline, not on the input.
-    Each output file is written as a hidden .NAME.partial and renamed when complete, so an
-    interrupted run never leaves a complete-looking file; rerun with --resume to finish it.
-    Exit code 1 if an input file could not be annotated (named in the summary).
+    Memory depends on --batch-size, --window-rows, --max-chars and the pipeline, not on INPUT.
+
+    Outputs are written as hidden .NAME.partial files, renamed only when complete.
+
+    --resume works per file: complete outputs are skipped, the others redone from the start.
+
+    Exit code 1: an input file could not be annotated (see the summary); 2: bad arguments.
     """
     from .annotation import AnnotationError, annotate_files
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from spacy_bert_zh.annotation import (CATS_FIELD, ENTITIES_FIELD, LABEL_FIELD, AnnotationError,
                                       annotate_files, annotate_table, budget_batches,
                                       check_text_column, load_pipeline, output_schema,
-                                      piece_bounds, return_large_buffers_to_os)
+                                      piece_bounds)
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.parquet_io import (METADATA_KEY, InputError, partial_path, plan_jobs,
                                       read_annotation_metadata)
@@ -144,11 +144,10 @@ def test_column_checks(nlp):
 
 def test_long_text_in_pieces_with_bounded_memory(nlp, review_texts):
     text = ("。".join(review_texts) * 40)[:100_000] + " 结尾🙂"
-    return_large_buffers_to_os()  # as annotate_files does
     rss_before = reset_peak_rss()
     out = annotate_table(nlp, pa.table({"text": [text, "短文本"]}))
-    if rss_before is not None:  # ~0.2 GB in pieces; the whole text at once needs ~3 GB more
-        assert peak_rss() - rss_before < 400 * 2**20
+    if rss_before is not None:  # ~0.3 GB in pieces; the whole text at once needs ~1.5-3 GB more
+        assert peak_rss() - rss_before < 600 * 2**20
     entities = out.column("entities")[0].as_py()
     assert assert_offsets_match([text], out.slice(0, 1)) > 1000
     assert max(entity["end_char"] for entity in entities) > len(text) - 200  # the end is covered
