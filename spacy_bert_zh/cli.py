@@ -147,7 +147,8 @@ def annotate_cmd(
                                 "redo the others (file granularity: an interrupted file restarts)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    engine: str = typer.Option("local", help="local (this process) or ray (Ray Data)."),
+    engine: str = typer.Option("local", help="local (this process) or ray (Ray Data; ignores "
+                               "--n-process, --gpu-id, --half, --window-rows; refuses --resume)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (--engine ray)."),
     workers: Optional[int] = typer.Option(None, help="Ray actors, one pipeline each (--engine ray)."),
     gpus_per_worker: float = typer.Option(0.0, help="GPUs per Ray actor (--engine ray)."),
@@ -163,6 +164,7 @@ def annotate_cmd(
     Exit code 1: an input file could not be annotated (see the summary); 2: bad arguments.
     """
     from .annotation import AnnotationError, annotate_files
+    from .parquet_io import InputError
 
     keep = comma_list(keep_columns)
     pipes = comma_list(components) or None
@@ -170,7 +172,7 @@ def annotate_cmd(
         if engine == "ray":
             summary = run_ray_engine(model, input_spec, output, text_column, id_column, keep,
                                      batch_size, pipes, address, workers, gpus_per_worker,
-                                     overwrite, resume)
+                                     overwrite, resume, max_chars, sort)
             typer.echo(summary)
             return
         if engine != "local":
@@ -181,7 +183,7 @@ def annotate_cmd(
             max_chars=max_chars,
             n_process=n_process, components=pipes, gpu_id=gpu_id, half=half, resume=resume,
             overwrite=overwrite, progress=not quiet)
-    except AnnotationError as error:
+    except (AnnotationError, InputError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
     typer.echo(summary.describe(), err=not summary.ok)
@@ -197,7 +199,7 @@ def comma_list(value: Optional[str]) -> Optional[list[str]]:
 
 
 def run_ray_engine(model, input_spec, output, text_column, id_column, keep, batch_size, pipes,
-                   address, workers, gpus_per_worker, overwrite, resume):
+                   address, workers, gpus_per_worker, overwrite, resume, max_chars, sort):
     """Dispatch ``--engine ray`` to ``distributed.annotate_with_ray`` (no --resume there)."""
     from .distributed import annotate_with_ray
     from .parquet_io import input_files
@@ -207,7 +209,8 @@ def run_ray_engine(model, input_spec, output, text_column, id_column, keep, batc
     return annotate_with_ray(model, input_files(input_spec), output, text_column=text_column,
                              id_column=id_column, keep_columns=keep, batch_size=batch_size,
                              components=pipes, address=address, workers=workers,
-                             gpus_per_worker=gpus_per_worker, overwrite=overwrite)
+                             gpus_per_worker=gpus_per_worker, overwrite=overwrite,
+                             max_chars=max_chars, sort_by_length=sort)
 
 
 if __name__ == "__main__":
