@@ -10,7 +10,7 @@ On the same texts, the same pipeline and the same torch threads:
 Each is timed ``--repeats`` times, interleaved, and the fastest kept (the machine may be shared).
 Prints the three rates and a/b (the goal on CPU: a/b >= 0.8).
 
-    .venv/bin/python benchmarks/annotate_throughput.py [--model PIPELINE] [--texts 2000]
+    .venv/bin/python benchmarks/annotate_throughput.py [--model PIPELINE] [--texts 600]
 
 Without ``--model`` an untrained pipeline of the configs/cpu.cfg shape is built (same compute as a
 trained one). Texts: a seeded random sample of online_shopping_10_cats/test.tsv when
@@ -68,7 +68,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="pipeline folder or package (default: untrained, built here)")
     parser.add_argument("--encoder", help="HF encoder folder (default: the pipeline's own)")
-    parser.add_argument("--texts", type=int, default=2000, help="number of texts")
+    parser.add_argument("--texts", type=int, default=600, help="number of texts")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for all three")
     parser.add_argument("--repeats", type=int, default=3, help="timings per measure (best kept)")

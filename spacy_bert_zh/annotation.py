@@ -11,6 +11,9 @@ a column whose component is absent or not run is left out.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -386,6 +389,28 @@ def run_pipeline(nlp: Language, pieces: Iterable[tuple[str, tuple]], batch_size:
         return
     for batch in budget_batches(pieces, batch_size, batch_size * BATCH_CHARS_PER_TEXT):
         yield from nlp.pipe(batch, as_tuples=True, batch_size=len(batch))
+        release_free_heap()
+
+
+def release_free_heap() -> None:
+    """Give the heap's free pages back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    The tensors of each batch are freed into a heap that fragments; without this, peak memory
+    creeps up over a long run (~1.8x after 10,000 rows) although nothing is kept.
+    """
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The C library if it is glibc (it has ``malloc_trim``), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 @contextmanager
