@@ -8,7 +8,7 @@ exceeds the smaller by more than ``--max-ratio`` (default 1.2).
 
 Peak RSS rises during the first few thousand rows (the C heap settles as batches of different
 shapes come and go; annotation.release_free_heap trims it after every batch) and is flat after
-that: one 20,000-row run measured 1.05 GiB at 3,000 rows, 1.08 GiB from 7,000 to 20,000 rows.
+that: one 20,000-row run measured 1.0 GiB after ~2,000 rows, 1.08 GiB from ~6,000 to 20,000.
 So N should be past that warm-up; with N = 1,000 the ratio is ~1.2 for that reason alone.
 
 Without ``--model`` the untrained pipeline of tests/conftest.py is built (same architecture and
