@@ -31,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .annotation import (DEFAULT_MAX_CHARS, AnnotationError, annotate_table, check_text_column,
+from .annotation import (DEFAULT_MAX_CHARS, AnnotationError, annotate_table, check_columns,
                          load_pipeline, output_schema, with_id_column)
 from .parquet_io import InputError, input_files, with_annotation_metadata
 
@@ -197,14 +197,7 @@ def preflight(model: str, components: list[str] | None, files: list[Path], text_
             file_schema = pq.read_schema(path)
         except (OSError, pa.ArrowException) as error:
             raise AnnotationError(f"{path}: not a readable Parquet file ({error})") from error
-        check_text_column(file_schema, text_column, str(path))
-        if id_column is not None and id_column not in file_schema.names:
-            raise AnnotationError(f"{path}: no id column {id_column!r}; available columns: "
-                                  f"{', '.join(file_schema.names)}")
-        try:
-            output_schema(nlp, file_schema, keep_columns)
-        except AnnotationError as error:
-            raise AnnotationError(f"{path}: {error}") from error
+        check_columns(nlp, file_schema, str(path), text_column, id_column, keep_columns)
         file_schema = pa.schema([file_schema.field(name) for name in
                                  needed_columns(file_schema, text_column, keep_columns)])
         if schema is None:
