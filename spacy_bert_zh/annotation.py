@@ -240,7 +240,7 @@ def annotate_file(
         if on_progress:
             on_progress(rows, characters)
 
-    metadata = pipeline_info(nlp, job, text_column, source.metadata.num_rows)
+    metadata = pipeline_info(nlp, str(job.source), text_column, source.metadata.num_rows)
     with atomic_parquet_writer(job.dest, with_annotation_metadata(schema, metadata)) as writer:
         batches = source.iter_batches(batch_size=window_rows, columns=needed)
         for table in annotate_batches(nlp, batches, text_column, kept, schema,
@@ -303,7 +303,7 @@ def existing_output_message(paths: list[Path], resume: bool) -> str:
             f"them or --resume to keep the complete ones and finish the rest")
 
 
-def pipeline_info(nlp: Language, job: FileJob, text_column: str, rows: int) -> dict:
+def pipeline_info(nlp: Language, source: str, text_column: str, rows: int) -> dict:
     """What an output file records about how it was made (stored in its Parquet metadata)."""
     from . import __version__
 
@@ -313,7 +313,7 @@ def pipeline_info(nlp: Language, job: FileJob, text_column: str, rows: int) -> d
         "components": list(nlp.pipe_names),
         "spacy_version": spacy.__version__,
         "spacy_bert_zh_version": __version__,
-        "source": str(job.source),
+        "source": source,
         "source_rows": rows,
         "text_column": text_column,
     }

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .annotation import (DEFAULT_MAX_CHARS, AnnotationError, annotate_table, check_columns,
-                         load_pipeline, output_schema, with_id_column)
+                         load_pipeline, output_schema, pipeline_info, with_id_column)
 from .parquet_io import InputError, input_files, with_annotation_metadata
 
 RAY_INSTALL_HINT = "pip install 'spacy-bert-zh[ray]'"
@@ -217,20 +217,9 @@ def needed_columns(schema: pa.Schema, text_column: str, keep_columns: list[str] 
 
 def ray_output_info(nlp, files: list[Path], text_column: str) -> dict:
     """The annotation metadata of the output files (the local engine's keys, one per input file)."""
-    from . import __version__
-    import spacy
-
-    return {
-        "pipeline": f"{nlp.meta.get('lang', nlp.lang)}_{nlp.meta.get('name', 'pipeline')}",
-        "version": nlp.meta.get("version"),
-        "components": list(nlp.pipe_names),
-        "spacy_version": spacy.__version__,
-        "spacy_bert_zh_version": __version__,
-        "source": os.path.commonpath([str(path) for path in files]),
-        "source_rows": sum(pq.ParquetFile(path).metadata.num_rows for path in files),
-        "text_column": text_column,
-        "engine": "ray",
-    }
+    source = os.path.commonpath([str(path) for path in files])
+    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    return {**pipeline_info(nlp, source, text_column, rows), "engine": "ray"}
 
 
 def refuse_existing_output(output: Path, overwrite: bool) -> None:
