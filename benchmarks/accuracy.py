@@ -6,7 +6,7 @@ run, the script a user would otherwise write: BertForTokenClassification and
 BertForSequenceClassification on the same encoder, the same samples, the same batch size, and the
 same number of examples seen. Prints test entity F1 and accuracy of both side by side.
 
-    python benchmarks/accuracy.py --max-steps 300            # CPU budget
+    python benchmarks/accuracy.py --max-steps 300 --seeds 0,1,2   # CPU budget, three samples
     python benchmarks/accuracy.py --max-steps 3000 --gpu-id 0 --config gpu --n-train 20000
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -32,31 +33,36 @@ from spacy_bert_zh.tag_schemes import decode_entities  # noqa: E402
 
 def main() -> None:
     args = parse_args()
-    rng = random.Random(args.seed)
-    data = sample_data(rng, args)
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
     device = f"cuda:{args.gpu_id}" if args.gpu_id >= 0 else "cpu"
-    examples_seen = args.max_steps * args.batch_size
-    print(f"encoder {encoder}; {len(data['ner_train'])} NER + {len(data['cls_train'])} cls training "
-          f"examples; {args.max_steps} steps of {args.batch_size} = {examples_seen} examples seen")
-    start = time.perf_counter()
-    ours = train_spacy(data, encoder, args)
-    ours["seconds"] = time.perf_counter() - start
-    # Ours sees a shuffled mix; the baseline models see each task's share of the same total.
-    share = len(data["ner_train"]) / (len(data["ner_train"]) + len(data["cls_train"]))
-    if args.skip_baseline:
-        print(json.dumps(ours))
-        return
-    start = time.perf_counter()
-    baseline = {
-        "ner_f": train_hf_ner(data, encoder, round(examples_seen * share), args, device),
-        "accuracy": train_hf_cls(data, encoder, round(examples_seen * (1 - share)), args, device),
-    }
-    baseline["seconds"] = time.perf_counter() - start
-    print_table(ours, baseline)
+    print(f"encoder {encoder}; {args.n_train} NER + {args.n_train} cls training examples per seed; "
+          f"{args.max_steps} steps of {args.batch_size} = {args.max_steps * args.batch_size} examples seen")
+    runs = [run_seed(seed, encoder, device, args) for seed in args.seeds]
+    print_table(runs)
     if args.output:
-        Path(args.output).write_text(json.dumps({"ours": ours, "hf_baseline": baseline, "args": vars(args)},
-                                                ensure_ascii=False, indent=2))
+        Path(args.output).write_text(json.dumps({"runs": runs, "args": vars(args)}, ensure_ascii=False,
+                                                indent=2))
+
+
+def run_seed(seed: int, encoder: str, device: str, args) -> dict:
+    """Both systems on the samples drawn with ``seed`` (the seed of their training too)."""
+    data = sample_data(random.Random(seed), args)
+    run = {"seed": seed}
+    if not args.skip_ours:
+        start = time.perf_counter()
+        run["ours"] = train_spacy(data, encoder, seed, args)
+        run["ours"]["seconds"] = time.perf_counter() - start
+    if not args.skip_baseline:
+        # Ours sees a shuffled mix of both tasks; each baseline model sees its task's share of it.
+        examples_seen = args.max_steps * args.batch_size
+        share = len(data["ner_train"]) / (len(data["ner_train"]) + len(data["cls_train"]))
+        start = time.perf_counter()
+        run["hf_baseline"] = {
+            "ner_f": train_hf_ner(data, encoder, round(examples_seen * share), seed, args, device),
+            "accuracy": train_hf_cls(data, encoder, round(examples_seen * (1 - share)), seed, args, device)}
+        run["hf_baseline"]["seconds"] = time.perf_counter() - start
+    print(json.dumps(run), flush=True)
+    return run
 
 
 def parse_args() -> argparse.Namespace:
@@ -67,10 +73,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n-test", type=int, default=1000, help="test examples per task")
     parser.add_argument("--config", default="cpu", help="cpu, gpu (configs/*.cfg) or a .cfg path")
     parser.add_argument("--skip-baseline", action="store_true", help="train only our pipeline")
+    parser.add_argument("--skip-ours", action="store_true", help="train only the HF baseline")
     parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--learn-rate", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")], default=[0],
+                        help="comma-separated; one sample and one training run per seed, e.g. 0,1,2")
     parser.add_argument("--output", default=None, help="write the figures as JSON here")
     return parser.parse_args()
 
@@ -88,7 +96,7 @@ def sample_data(rng: random.Random, args) -> dict:
             "labels": sorted({label for label, _ in cls_train})}
 
 
-def train_spacy(data: dict, encoder: str, args) -> dict:
+def train_spacy(data: dict, encoder: str, seed: int, args) -> dict:
     """Convert the samples with our converters, `spacy train`, evaluate on the test samples."""
     from spacy.cli.train import train
 
@@ -101,7 +109,7 @@ def train_spacy(data: dict, encoder: str, args) -> dict:
             convert_cls(tmp / f"cls_{split}.tsv", tmp / split / "cls.spacy", labels=data["labels"],
                         show_progress=False)
         overrides = {"paths.train": str(tmp / "train"), "paths.dev": str(tmp / "test"),
-                     "paths.encoder": encoder, "training.max_steps": args.max_steps,
+                     "paths.encoder": encoder, "system.seed": seed, "training.max_steps": args.max_steps,
                      "training.eval_frequency": args.max_steps,
                      "training.optimizer.learn_rate.initial_rate": args.learn_rate}
         config = Path(args.config) if args.config.endswith(".cfg") else ROOT / "configs" / f"{args.config}.cfg"
@@ -112,13 +120,14 @@ def train_spacy(data: dict, encoder: str, args) -> dict:
     return {"ner_f": scores["ner"]["f"], "accuracy": scores["textcat"]["accuracy"]}
 
 
-def train_hf_ner(data: dict, encoder: str, n_examples: int, args, device: str) -> float:
+def train_hf_ner(data: dict, encoder: str, n_examples: int, seed: int, args, device: str) -> float:
     """BertForTokenClassification on characters (first sub-token labelled); test entity F1."""
     from transformers import AutoTokenizer, BertForTokenClassification
 
     tags = sorted({tag for _, sentence_tags in data["ner_train"] for tag in sentence_tags})
     tag_id = {tag: i for i, tag in enumerate(tags)}
     tokenizer = AutoTokenizer.from_pretrained(encoder)
+    torch.manual_seed(seed)  # the classifier head's initialisation and dropout
     model = BertForTokenClassification.from_pretrained(encoder, num_labels=len(tags)).to(device)
 
     def encode(batch):
@@ -131,7 +140,7 @@ def train_hf_ner(data: dict, encoder: str, n_examples: int, args, device: str) -
                     labels[row, position] = tag_id[sentence_tags[word]]
         return enc, labels
 
-    fine_tune(model, data["ner_train"], n_examples, args, device,
+    fine_tune(model, data["ner_train"], n_examples, seed, args, device,
               lambda batch: (lambda enc, labels: {**enc, "labels": labels})(*encode(batch)))
     gold_total = predicted_total = correct = 0
     model.eval()
@@ -151,19 +160,20 @@ def train_hf_ner(data: dict, encoder: str, n_examples: int, args, device: str) -
     return 2 * correct / (gold_total + predicted_total) if gold_total + predicted_total else 0.0
 
 
-def train_hf_cls(data: dict, encoder: str, n_examples: int, args, device: str) -> float:
+def train_hf_cls(data: dict, encoder: str, n_examples: int, seed: int, args, device: str) -> float:
     """BertForSequenceClassification over whole texts (truncated at 256); test accuracy."""
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     label_id = {label: i for i, label in enumerate(data["labels"])}
     tokenizer = AutoTokenizer.from_pretrained(encoder)
+    torch.manual_seed(seed)  # the classifier head's initialisation and dropout
     model = BertForSequenceClassification.from_pretrained(encoder, num_labels=len(label_id)).to(device)
 
     def encode(batch):
         return tokenizer([text for _, text in batch], truncation=True, max_length=256, padding=True,
                          return_tensors="pt")
 
-    fine_tune(model, data["cls_train"], n_examples, args, device,
+    fine_tune(model, data["cls_train"], n_examples, seed, args, device,
               lambda batch: {**encode(batch), "labels": torch.tensor([label_id[label] for label, _ in batch])})
     model.eval()
     hits = 0
@@ -174,14 +184,14 @@ def train_hf_cls(data: dict, encoder: str, n_examples: int, args, device: str) -
     return hits / len(data["cls_test"])
 
 
-def fine_tune(model, examples: list, n_examples: int, args, device: str, make_inputs) -> None:
+def fine_tune(model, examples: list, n_examples: int, seed: int, args, device: str, make_inputs) -> None:
     """AdamW with linear warm-up/decay (warm-up as in configs/cpu.cfg), shuffled batches."""
     from transformers import get_linear_schedule_with_warmup
 
     steps = max(1, n_examples // args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learn_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, min(20, steps // 10), steps)
-    rng = random.Random(args.seed)
+    rng = random.Random(seed)
     order = []
     model.train()
     for _ in range(steps):
@@ -210,10 +220,19 @@ def write_tsv(path: Path, rows: list) -> None:
     path.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
 
 
-def print_table(ours: dict, baseline: dict) -> None:
-    print(f"\n{'':28}{'entity F1 (MSRA test)':>24}{'accuracy (shopping test)':>26}{'seconds':>10}")
-    for name, row in (("spacy-bert-zh pipeline", ours), ("HF baseline (2 models)", baseline)):
-        print(f"{name:28}{100 * row['ner_f']:>24.1f}{100 * row['accuracy']:>26.1f}{row['seconds']:>10.0f}")
+def print_table(runs: list) -> None:
+    """One row per system and seed, then the mean over seeds."""
+    print(f"\n{'':32}{'entity F1 (MSRA test)':>24}{'accuracy (shopping test)':>26}{'seconds':>10}")
+    for system, title in (("ours", "spacy-bert-zh pipeline"), ("hf_baseline", "HF baseline (2 models)")):
+        rows = [run[system] for run in runs if system in run]
+        for run, row in zip(runs, rows):
+            print(f"{title + ', seed ' + str(run['seed']):32}{100 * row['ner_f']:>24.1f}"
+                  f"{100 * row['accuracy']:>26.1f}{row['seconds']:>10.0f}")
+        if len(rows) > 1:
+            print(f"{title + ', mean':32}" + "".join(
+                f"{100 * statistics.mean(row[key] for row in rows):>{width}.1f}"
+                for key, width in (("ner_f", 24), ("accuracy", 26))) +
+                f"{statistics.mean(row['seconds'] for row in rows):>10.0f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ pipeline. A classified text has no entity annotation: it is never given ``doc.en
 spaCy's exclusive ``textcat`` would read that as "every class is 0"; the ``textcat_partial``
 factory below is that same component, except that a doc with no ``cats`` at all is missing for it:
 it adds no loss and no gradient, and the scorer leaves it out.
+
+The heads (``ner``, ``textcat``) start from random weights while the encoder is pretrained, so
+``spacy_bert_zh.Adam.v1`` is thinc's Adam with one learning rate for the encoder and a larger one
+for everything else: at the transformer's fine-tuning rate the heads barely move in a CPU budget.
 """
 from __future__ import annotations
 
@@ -16,10 +20,11 @@ from spacy.pipeline.textcat import DEFAULT_SINGLE_TEXTCAT_MODEL, TextCategorizer
 from spacy.scorer import Scorer
 from spacy.training import Example
 from spacy.util import registry
-from thinc.api import Model
+from thinc.api import Model, Optimizer
 
 TEXTCAT_FACTORY = "textcat_partial"
 TEXTCAT_SCORER = "spacy_bert_zh.textcat_scorer.v1"
+OPTIMIZER = "spacy_bert_zh.Adam.v1"
 
 
 class PartialTextCategorizer(TextCategorizer):
@@ -73,3 +78,35 @@ def top_label(cats: Dict[str, float]) -> Optional[str]:
 def make_annotated_cats_scorer() -> Callable:
     """Registered scorer: see :func:`score_annotated_cats`."""
     return score_annotated_cats
+
+
+class HeadScaledOptimizer(Optimizer):
+    """Adam whose learning rate is multiplied by ``head_scale`` outside the PyTorch encoder.
+
+    PyTorch parameters reach the optimizer under their dotted module path
+    (``encoder.layer.0.attention.self.query.weight``); thinc layers name theirs plainly (``W``, ``b``).
+    """
+
+    def __init__(self, *args, head_scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_scale = head_scale
+
+    def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
+        if not is_torch_parameter(key):
+            lr_scale *= self.head_scale
+        return super().__call__(key, weights, gradient, lr_scale=lr_scale)
+
+
+def is_torch_parameter(key) -> bool:
+    """Whether an optimizer key ``(node id, name)`` names a parameter of a PyTorch module."""
+    return "." in str(key[1])
+
+
+@registry.optimizers(OPTIMIZER)
+def make_head_scaled_adam(learn_rate, *, head_learn_rate_scale: float = 10.0, L2=0.01, beta1=0.9,
+                          beta2=0.999, eps=1e-8, grad_clip=1.0, L2_is_weight_decay: bool = True,
+                          use_averages: bool = False) -> HeadScaledOptimizer:
+    """Thinc's Adam; the heads learn ``head_learn_rate_scale`` times faster than the encoder."""
+    return HeadScaledOptimizer(learn_rate, L2=L2, beta1=beta1, beta2=beta2, eps=eps,
+                               grad_clip=grad_clip, L2_is_weight_decay=L2_is_weight_decay,
+                               use_averages=use_averages, head_scale=head_learn_rate_scale)

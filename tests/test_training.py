@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.training import Example
+from spacy.util import registry
 
 from spacy_bert_zh.conversion import convert_cls, convert_ner
 from spacy_bert_zh.evaluation import evaluate_pipeline, read_docbins
@@ -72,6 +74,34 @@ def test_missing_annotation_is_missing(encoder_path, sample_corpus):
     for doc in cls_docs:
         doc.ents = []  # now every character is annotated as O
     assert losses_on(nlp, cls_docs)["ner"] > 0.0
+
+
+def test_head_scaled_adam_moves_heads_faster_than_the_encoder():
+    """The optimizer named in configs/cpu.cfg, resolved through spaCy's registry: on a first Adam
+    step every weight moves by the learning rate, times the scale outside the PyTorch encoder."""
+    make_optimizer = registry.optimizers.get("spacy_bert_zh.Adam.v1")
+    optimizer = make_optimizer(0.01, head_learn_rate_scale=10.0, L2=0.0, grad_clip=0.0)
+    keys = {"head": (1, "W"), "encoder": (2, "encoder.layer.0.attention.self.query.weight")}
+    moved = {}
+    for part, key in keys.items():
+        weights, _ = optimizer(key, numpy.zeros(4, dtype="f"), numpy.ones(4, dtype="f"))
+        moved[part] = -float(weights[0])
+    assert moved["encoder"] == pytest.approx(0.01, rel=1e-3)
+    assert moved["head"] == pytest.approx(0.1, rel=1e-3)
+    assert "spacy_bert_zh.Adam.v1" in CPU_CONFIG.read_text()
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
+def test_configs_resolve_with_the_head_scaled_optimizer(name, encoder_path):
+    """Both shipped configs build their pipeline and resolve their [training] block."""
+    from spacy.schemas import ConfigSchemaTraining
+
+    config = spacy.util.load_config(ROOT / "configs" / f"{name}.cfg", interpolate=True,
+                                    overrides={"paths.encoder": str(encoder_path)})
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    assert nlp.pipe_names == ["transformer", "ner", "textcat"]
+    training = registry.resolve(nlp.config["training"], schema=ConfigSchemaTraining)
+    assert training["optimizer"].head_scale == 10.0
 
 
 @pytest.fixture(scope="module")
