@@ -1,0 +1,137 @@
+"""``ner_tagger``: named entities as per-character BIO tags, the way ``BertForTokenClassification`` does it.
+
+spaCy's ``ner`` is a transition-based parser: it learns well in the end but slowly at first. This
+component is spaCy's ``tagger`` (a softmax over each token's transformer vector) trained on BIO
+tags derived from ``doc.ents``, decoded with the constraint that ``I-X`` only follows ``B-X`` or
+``I-X``, and writing ``doc.ents``. Docs whose entities were never set are missing, not "all O",
+exactly as for spaCy's ``ner``.
+"""
+
+from itertools import islice
+from typing import Callable, Iterable, List, Optional, Sequence
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline.tagger import Tagger
+from spacy.tokens import Doc, Span
+from spacy.training import Example, validate_examples, validate_get_examples
+from thinc.api import Model, SequenceCategoricalCrossentropy
+
+NER_TAGGER_FACTORY = "ner_tagger"
+OUTSIDE = "O"
+
+DEFAULT_NER_TAGGER_MODEL = {
+    "@architectures": "spacy.Tagger.v2",
+    "normalize": True,
+    "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0,
+                "upstream": "*", "pooling": {"@layers": "reduce_mean.v1"}},
+}
+
+
+class NERTagger(Tagger):
+    """Entity recognizer that tags each token O, B-label or I-label; ``labels`` are those tags."""
+
+    @property
+    def entity_labels(self) -> tuple:
+        """The entity types (PER, LOC, ...)."""
+        return tuple(tag[2:] for tag in self.labels if tag.startswith("B-"))
+
+    def add_label(self, label: str) -> int:
+        """Add an entity type (``PER``) or one of its tags (``B-PER``): adds O, B-PER and I-PER."""
+        entity = label[2:] if label[:2] in ("B-", "I-") else label
+        tags = [OUTSIDE] if entity == OUTSIDE else [OUTSIDE, f"B-{entity}", f"I-{entity}"]
+        self.vocab.strings.add(entity)
+        return max(super(NERTagger, self).add_label(tag) for tag in tags)
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp=None,
+                   labels: Optional[Sequence[str]] = None) -> None:
+        """Take the entity types from ``labels`` or from the examples' ``doc.ents``."""
+        validate_get_examples(get_examples, "NERTagger.initialize")
+        if labels is None:
+            labels = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+        for label in labels:
+            self.add_label(label)
+        self._require_labels()
+        docs = [eg.predicted for eg in islice(get_examples(), 10)]
+        sample = [self.model.ops.alloc2f(len(doc), len(self.labels)) for doc in docs]
+        self.model.initialize(X=docs, Y=sample)
+
+    def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
+        """Cross-entropy against the gold BIO tags; tokens without entity annotation add nothing."""
+        validate_examples(examples, "NERTagger.get_loss")
+        truths = [biluo_to_bio(eg.get_aligned_ner()) for eg in examples]
+        loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
+        d_scores, loss = loss_func(scores, truths)
+        return float(loss), d_scores
+
+    def _scores2guesses(self, scores: List) -> List[numpy.ndarray]:
+        allowed = allowed_transitions(self.labels)
+        return [best_tag_path(self.model.ops.to_numpy(doc_scores), allowed) for doc_scores in scores]
+
+    def set_annotations(self, docs: Iterable[Doc], guesses: List[numpy.ndarray]) -> None:
+        """Write the decoded tags as ``doc.ents`` (replacing what was there)."""
+        for doc, tag_ids in zip(docs, guesses):
+            doc.ents = tags_to_spans(doc, [self.labels[i] for i in tag_ids])
+
+
+def biluo_to_bio(tags: Sequence[Optional[str]]) -> List[Optional[str]]:
+    """spaCy's aligned BILUO tags as BIO; missing tokens (None, "-", "") stay None."""
+    bio = []
+    for tag in tags:
+        if tag in (None, "", "-"):
+            bio.append(None)
+        elif tag == OUTSIDE:
+            bio.append(OUTSIDE)
+        else:
+            bio.append(("B-" if tag[0] in "BU" else "I-") + tag[2:])
+    return bio
+
+
+def allowed_transitions(tags: Sequence[str]) -> numpy.ndarray:
+    """``allowed[i, j]``: tag j may follow tag i (I-X only after B-X or I-X); row -1 is the start."""
+    allowed = numpy.ones((len(tags) + 1, len(tags)), dtype=bool)
+    for j, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            allowed[:, j] = [prev in (f"B-{tag[2:]}", tag) for prev in tags] + [False]
+    return allowed
+
+
+def best_tag_path(probs: numpy.ndarray, allowed: numpy.ndarray) -> numpy.ndarray:
+    """Viterbi over tag probabilities (tokens x tags): the most probable valid BIO sequence."""
+    if len(probs) == 0:
+        return numpy.zeros((0,), dtype="i")
+    log_probs = numpy.log(numpy.clip(probs, 1e-12, None))
+    penalty = numpy.where(allowed, 0.0, -numpy.inf)
+    score = log_probs[0] + penalty[-1]
+    backpointers = []
+    for row in log_probs[1:]:
+        candidates = score[:, None] + penalty[:-1]
+        backpointers.append(candidates.argmax(axis=0))
+        score = candidates.max(axis=0) + row
+    path = [int(score.argmax())]
+    for pointers in reversed(backpointers):
+        path.append(int(pointers[path[-1]]))
+    return numpy.asarray(path[::-1], dtype="i")
+
+
+def tags_to_spans(doc: Doc, tags: Sequence[str]) -> List[Span]:
+    """Entity spans from a valid BIO tag sequence."""
+    spans, start = [], None
+    for i, tag in enumerate(list(tags) + [OUTSIDE]):
+        if start is not None and not tag.startswith("I-"):
+            spans.append(Span(doc, start, i, label=doc.vocab.strings.add(tags[start][2:])))
+            start = None
+        if tag.startswith("B-"):
+            start = i
+    return spans
+
+
+@Language.factory(
+    NER_TAGGER_FACTORY,
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_config={"model": DEFAULT_NER_TAGGER_MODEL, "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_ner_tagger(nlp: Language, name: str, model: Model, scorer: Optional[Callable]) -> NERTagger:
+    """Create the BIO-tagging entity recognizer."""
+    return NERTagger(nlp.vocab, model, name, scorer=scorer)

@@ -1,0 +1,109 @@
+"""The ``ner_tagger`` component: BIO tags from spaCy's aligned entities, constrained decoding,
+entity spans, labels, and missing annotation. No encoder needed: a small CPU tok2vec stands in."""
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from spacy_bert_zh.ner_tagger import (NERTagger, allowed_transitions, best_tag_path, biluo_to_bio,
+                                      tags_to_spans)
+
+TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+TOK2VEC = {"@architectures": "spacy.HashEmbedCNN.v2", "width": 32, "depth": 1, "embed_size": 500,
+           "window_size": 1, "maxout_pieces": 2, "subword_features": False, "pretrained_vectors": None}
+
+
+def test_biluo_tags_become_bio_and_missing_stays_missing():
+    assert biluo_to_bio(["U-PER", "O", "B-LOC", "I-LOC", "L-LOC", None, "-", ""]) == \
+        ["B-PER", "O", "B-LOC", "I-LOC", "I-LOC", None, None, None]
+
+
+def test_decoding_never_starts_an_entity_with_i():
+    # Greedy argmax would give O, I-PER, I-PER: invalid. The best valid path is O, B-PER, I-PER.
+    probs = numpy.asarray([[0.9, 0.02, 0.02, 0.03, 0.03],
+                           [0.1, 0.0, 0.0, 0.4, 0.5],
+                           [0.1, 0.0, 0.0, 0.1, 0.8]], dtype="f")
+    path = [TAGS[i] for i in best_tag_path(probs, allowed_transitions(TAGS))]
+    assert path == ["O", "B-PER", "I-PER"]
+    assert [TAGS[i] for i in probs.argmax(axis=1)] == ["O", "I-PER", "I-PER"]
+
+
+def test_decoding_does_not_continue_an_entity_with_another_type():
+    probs = numpy.asarray([[0.0, 0.0, 0.0, 0.9, 0.1],
+                           [0.0, 0.0, 0.6, 0.0, 0.4]], dtype="f")
+    path = [TAGS[i] for i in best_tag_path(probs, allowed_transitions(TAGS))]
+    assert path == ["B-PER", "I-PER"]
+    assert best_tag_path(numpy.zeros((0, 5), dtype="f"), allowed_transitions(TAGS)).shape == (0,)
+
+
+def test_tags_become_spans():
+    nlp = spacy.blank("zh")
+    doc = nlp.make_doc("李明在北京上海")
+    spans = tags_to_spans(doc, ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC"])
+    assert [(s.text, s.label_) for s in spans] == [("李明", "PER"), ("北京", "LOC"), ("上海", "LOC")]
+
+
+def make_pipeline() -> spacy.Language:
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("ner_tagger", name="ner", config={"model": {
+        "@architectures": "spacy.Tagger.v2", "normalize": True, "tok2vec": TOK2VEC}})
+    return nlp
+
+
+def annotated(nlp, text: str, ents) -> Example:
+    reference = nlp.make_doc(text)
+    if ents is not None:
+        reference.ents = [reference.char_span(a, b, label=label) for a, b, label in ents]
+    return Example(nlp.make_doc(text), reference)
+
+
+def test_labels_come_from_the_examples_and_entity_types_can_be_added():
+    nlp = make_pipeline()
+    nlp.initialize(lambda: [annotated(nlp, "李明在北京", [(0, 2, "PER"), (3, 5, "LOC")])])
+    ner = nlp.get_pipe("ner")
+    assert isinstance(ner, NERTagger)
+    assert ner.labels == ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
+    assert ner.entity_labels == ("LOC", "PER")
+    fresh = make_pipeline().get_pipe("ner")
+    assert fresh.add_label("B-ORG") == 1 and fresh.add_label("ORG") == 0
+    assert fresh.entity_labels == ("ORG",)
+
+
+def test_missing_entities_add_no_loss_but_no_entities_do():
+    nlp = make_pipeline()
+    examples = [annotated(nlp, "李明在北京工作", [(0, 2, "PER"), (3, 5, "LOC")])]
+    nlp.initialize(lambda: examples)
+    missing = [annotated(nlp, "王芳去上海", None)]
+    losses = {}
+    nlp.update(missing, sgd=None, losses=losses, drop=0.0)
+    assert losses["ner"] == 0.0
+    all_outside = [annotated(nlp, "王芳去上海", [])]
+    nlp.update(all_outside, sgd=None, losses=losses, drop=0.0)
+    assert losses["ner"] > 0.0
+
+
+def test_learns_entities_and_writes_doc_ents(tmp_path):
+    nlp = make_pipeline()
+    texts = [("李明在北京工作", [(0, 2, "PER"), (3, 5, "LOC")]),
+             ("王芳去上海", [(0, 2, "PER"), (3, 5, "LOC")]),
+             ("今天下雨", [])]
+    examples = [annotated(nlp, text, ents) for text, ents in texts]
+    optimizer = nlp.initialize(lambda: examples)
+    for _ in range(60):
+        nlp.update(examples, sgd=optimizer, drop=0.0)
+    nlp.to_disk(tmp_path / "model")
+    reloaded = spacy.load(tmp_path / "model")
+    for nlp_ in (nlp, reloaded):
+        doc = nlp_("李明在北京工作")
+        assert [(e.text, e.label_) for e in doc.ents] == [("李明", "PER"), ("北京", "LOC")]
+        assert nlp_("今天下雨").ents == ()
+    scores = nlp.evaluate(examples)
+    assert scores["ents_f"] == pytest.approx(1.0)
+
+
+def test_empty_docs_get_no_entities():
+    nlp = make_pipeline()
+    nlp.initialize(lambda: [annotated(nlp, "李明在北京", [(0, 2, "PER")])])
+    docs = list(nlp.pipe(["", "李明"]))
+    assert docs[0].ents == () and isinstance(docs[1], Doc)
