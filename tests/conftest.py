@@ -29,6 +29,16 @@ def untrained_pipeline(tmp_path_factory, encoder_path) -> Path:
     return dest
 
 
+def randomize_ner_output(nlp) -> None:
+    """The ner's softmax starts at zero (every character "O"); random weights make the untrained
+    pipeline predict entities, so that the annotation tests see some."""
+    import numpy
+
+    softmax = nlp.get_pipe("ner").model.get_ref("softmax")
+    shape = softmax.get_param("W").shape
+    softmax.set_param("W", numpy.random.RandomState(0).normal(0.0, 1.0, shape).astype("f"))
+
+
 def build_untrained_pipeline(encoder: Path, dest: Path) -> Path:
     """Initialize the pipeline of configs/cpu.cfg on ``encoder`` and save it to ``dest``."""
     import spacy
@@ -43,5 +53,6 @@ def build_untrained_pipeline(encoder: Path, dest: Path) -> Path:
         nlp.get_pipe("textcat").add_label(label)
     nlp.meta["name"] = "untrained_test"
     nlp.initialize()
+    randomize_ner_output(nlp)
     nlp.to_disk(dest)
     return dest
