@@ -1,6 +1,6 @@
 """``ner_tagger``: named entities as per-character BIO tags, the way ``BertForTokenClassification`` does it.
 
-spaCy's ``ner`` is a transition-based parser: it learns well in the end but slowly at first. This
+spaCy's ``ner`` is a transition-based parser, which learns slowly at first (README.md). This
 component is spaCy's ``tagger`` (a softmax over each token's transformer vector) trained on BIO
 tags derived from ``doc.ents``, decoded with the constraint that ``I-X`` only follows ``B-X`` or
 ``I-X``, and writing ``doc.ents``. Docs whose entities were never set are missing, not "all O",
