@@ -5,6 +5,10 @@ component is spaCy's ``tagger`` (a softmax over each token's transformer vector)
 tags derived from ``doc.ents``, decoded with the constraint that ``I-X`` only follows ``B-X`` or
 ``I-X``, and writing ``doc.ents``. Docs whose entities were never set are missing, not "all O",
 exactly as for spaCy's ``ner``.
+
+Tokens the encoder sees nothing of (whitespace, U+200B, U+0000, ... see ``dropped_characters``)
+are decoded as O, so no entity starts, ends or continues on them; in training their gold tag is
+missing, since their vector carries no evidence to learn from.
 """
 
 from itertools import islice
@@ -16,6 +20,8 @@ from spacy.pipeline.tagger import Tagger
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Model, SequenceCategoricalCrossentropy
+
+from .dropped_characters import unaligned_tokens
 
 NER_TAGGER_FACTORY = "ner_tagger"
 OUTSIDE = "O"
@@ -57,16 +63,31 @@ class NERTagger(Tagger):
         self.model.initialize(X=docs, Y=sample)
 
     def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
-        """Cross-entropy against the gold BIO tags; tokens without entity annotation add nothing."""
+        """Cross-entropy against the gold BIO tags; tokens without entity annotation add nothing,
+        nor do tokens the encoder sees nothing of: the gold stays in the doc, but with no evidence
+        there the model has nothing to learn, and ``predict`` makes them O anyway."""
         validate_examples(examples, "NERTagger.get_loss")
-        truths = [biluo_to_bio(eg.get_aligned_ner()) for eg in examples]
+        truths = [trainable_tags(biluo_to_bio(eg.get_aligned_ner()), unaligned_tokens(eg.predicted))
+                  for eg in examples]
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
         d_scores, loss = loss_func(scores, truths)
         return float(loss), d_scores
 
-    def _scores2guesses(self, scores: List) -> List[numpy.ndarray]:
+    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+        """The best valid tag path of each doc, with the tokens the encoder sees nothing of as O.
+
+        Their vector is pooled from no wordpiece (zeros), so any tag there would be a guess. They
+        are constrained inside the Viterbi rather than cleared afterwards, so that the entities
+        around them are re-decoded as valid BIO (no I-X after a forced O).
+        """
+        docs = list(docs)
+        if not any(len(doc) for doc in docs):
+            return [numpy.zeros((0,), dtype="i") for _ in docs]
+        scores = self.model.predict(docs)
         allowed = allowed_transitions(self.labels)
-        return [best_tag_path(self.model.ops.to_numpy(doc_scores), allowed) for doc_scores in scores]
+        return [best_tag_path(self.model.ops.to_numpy(doc_scores), allowed,
+                              outside_only(unaligned_tokens(doc), self.labels))
+                for doc, doc_scores in zip(docs, scores)]
 
     def set_annotations(self, docs: Iterable[Doc], guesses: List[numpy.ndarray]) -> None:
         """Write the decoded tags as ``doc.ents`` (replacing what was there)."""
@@ -87,6 +108,25 @@ def biluo_to_bio(tags: Sequence[Optional[str]]) -> List[Optional[str]]:
     return bio
 
 
+def trainable_tags(tags: Sequence[Optional[str]], unaligned: numpy.ndarray) -> List[Optional[str]]:
+    """Gold BIO tags as the decoder can produce them: unaligned tokens missing (None), and an I-X
+    right after one becomes B-X, since decoding makes that token O and I-X cannot follow O."""
+    trainable = list(tags)
+    for i in numpy.flatnonzero(unaligned):
+        trainable[i] = None
+        after = i + 1
+        if after < len(trainable) and (trainable[after] or "").startswith("I-"):
+            trainable[after] = "B-" + trainable[after][2:]
+    return trainable
+
+
+def outside_only(unaligned: numpy.ndarray, tags: Sequence[str]) -> numpy.ndarray:
+    """``allowed[t, j]``: token t may take tag j; unaligned tokens may only be O."""
+    allowed = numpy.ones((len(unaligned), len(tags)), dtype=bool)
+    allowed[unaligned] = numpy.asarray(tags) == OUTSIDE
+    return allowed
+
+
 def allowed_transitions(tags: Sequence[str]) -> numpy.ndarray:
     """``allowed[i, j]``: tag j may follow tag i (I-X only after B-X or I-X); row -1 is the start."""
     allowed = numpy.ones((len(tags) + 1, len(tags)), dtype=bool)
@@ -96,11 +136,18 @@ def allowed_transitions(tags: Sequence[str]) -> numpy.ndarray:
     return allowed
 
 
-def best_tag_path(probs: numpy.ndarray, allowed: numpy.ndarray) -> numpy.ndarray:
-    """Viterbi over tag probabilities (tokens x tags): the most probable valid BIO sequence."""
+def best_tag_path(probs: numpy.ndarray, allowed: numpy.ndarray,
+                  allowed_tags: Optional[numpy.ndarray] = None) -> numpy.ndarray:
+    """Viterbi over tag probabilities (tokens x tags): the most probable valid BIO sequence.
+
+    ``allowed_tags`` (tokens x tags, boolean) restricts the tags each token may take: a forbidden
+    tag gets probability 0 (log -inf), which also stops an I-X from continuing across that token.
+    """
     if len(probs) == 0:
         return numpy.zeros((0,), dtype="i")
     log_probs = numpy.log(numpy.clip(probs, 1e-12, None))
+    if allowed_tags is not None:
+        log_probs = numpy.where(allowed_tags, log_probs, -numpy.inf)
     penalty = numpy.where(allowed, 0.0, -numpy.inf)
     score = log_probs[0] + penalty[-1]
     backpointers = []

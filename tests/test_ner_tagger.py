@@ -3,11 +3,11 @@ entity spans, labels, and missing annotation. No encoder needed: a small CPU tok
 import numpy
 import pytest
 import spacy
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_bert_zh.ner_tagger import (NERTagger, allowed_transitions, best_tag_path, biluo_to_bio,
-                                      tags_to_spans)
+                                      outside_only, tags_to_spans, trainable_tags)
 
 TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
 TOK2VEC = {"@architectures": "spacy.HashEmbedCNN.v2", "width": 32, "depth": 1, "embed_size": 500,
@@ -35,6 +35,30 @@ def test_decoding_does_not_continue_an_entity_with_another_type():
     path = [TAGS[i] for i in best_tag_path(probs, allowed_transitions(TAGS))]
     assert path == ["B-PER", "I-PER"]
     assert best_tag_path(numpy.zeros((0, 5), dtype="f"), allowed_transitions(TAGS)).shape == (0,)
+
+
+def test_decoding_makes_unaligned_tokens_outside_and_breaks_entities_there():
+    # Unconstrained, the three tokens are one PER; the middle one has no wordpiece, so it is O and
+    # the third token cannot continue the entity: it starts a new one.
+    probs = numpy.asarray([[0.0, 0.0, 0.0, 0.9, 0.1],
+                           [0.01, 0.0, 0.0, 0.0, 0.99],
+                           [0.0, 0.0, 0.0, 0.1, 0.9]], dtype="f")
+    allowed = allowed_transitions(TAGS)
+    assert [TAGS[i] for i in best_tag_path(probs, allowed)] == ["B-PER", "I-PER", "I-PER"]
+    mask = outside_only(numpy.asarray([False, True, False]), TAGS)
+    assert mask.tolist()[1] == [True, False, False, False, False] and mask[[0, 2]].all()
+    assert [TAGS[i] for i in best_tag_path(probs, allowed, mask)] == ["B-PER", "O", "B-PER"]
+    zero = numpy.zeros((2, 5), dtype="f")  # even with probability 0 for O, O is chosen
+    assert [TAGS[i] for i in best_tag_path(zero + [0, 1, 0, 0, 0], allowed,
+                                           outside_only(numpy.asarray([True, True]), TAGS))] == ["O", "O"]
+
+
+def test_gold_tags_of_unaligned_tokens_are_missing_and_entities_restart_after_them():
+    assert trainable_tags(["B-LOC", "I-LOC", "I-LOC", "O"], numpy.asarray([False, False, True, False])) == \
+        ["B-LOC", "I-LOC", None, "O"]
+    assert trainable_tags(["B-PER", "I-PER", "I-PER"], numpy.asarray([False, True, False])) == \
+        ["B-PER", None, "B-PER"]
+    assert trainable_tags([None, "O"], numpy.asarray([True, False])) == [None, "O"]
 
 
 def test_tags_become_spans():
@@ -81,6 +105,24 @@ def test_missing_entities_add_no_loss_but_no_entities_do():
     all_outside = [annotated(nlp, "王芳去上海", [])]
     nlp.update(all_outside, sgd=None, losses=losses, drop=0.0)
     assert losses["ner"] > 0.0
+
+
+def test_unaligned_tokens_add_no_loss_even_inside_a_gold_entity():
+    nlp = make_pipeline()
+    examples = [annotated(nlp, "北京  上海", []), annotated(nlp, "李\u200b明在北京\r\n", [(0, 3, "PER"), (4, 6, "LOC")])]
+    gold = examples[0].reference  # 北 京 " " 上 海: the first LOC ends on the space token
+    gold.ents = [Span(gold, 0, 3, label="LOC"), Span(gold, 3, 5, label="LOC")]
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("ner")
+    scores = ner.model.predict([eg.predicted for eg in examples])
+    loss, d_scores = ner.get_loss(examples, scores)
+    assert numpy.isfinite(loss) and loss > 0.0
+    assert [t.text for t in examples[0].predicted][2] == " "
+    assert not d_scores[0][2].any() and d_scores[0][[0, 1, 3, 4]].any(axis=1).all()
+    assert not d_scores[1][[1, 6]].any() and d_scores[1][[0, 2, 3, 4, 5]].any(axis=1).all()
+    losses = {}
+    nlp.update(examples, sgd=None, losses=losses, drop=0.0)
+    assert numpy.isfinite(losses["ner"])
 
 
 def test_learns_entities_and_writes_doc_ents(tmp_path):

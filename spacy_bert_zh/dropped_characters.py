@@ -1,0 +1,70 @@
+"""Which tokens of a doc the BERT encoder sees nothing of (no wordpiece, or only dropped characters).
+
+BERT's tokenizer removes whitespace, control and format characters (U+200B, U+200D, U+FEFF,
+U+0000, "\\r\\n", U+3000, ...) before it makes wordpieces, so a spaCy token made only of them has
+no wordpiece and spacy-transformers pools a zero vector for it: a tagger has no evidence there.
+``unaligned_tokens`` finds those tokens, from the real alignment ``doc._.trf_data.align`` when the
+transformer has run, and from a character predicate mirroring BERT's normalizer in any case.
+"""
+from functools import lru_cache
+from typing import Optional
+import unicodedata
+
+import numpy
+from spacy.tokens import Doc
+from thinc.util import to_numpy
+
+# Cc control, Cf format (U+200B/U+200D/U+FEFF), Co private use, Cs surrogates: removed by the
+# ``clean_text`` step of Hugging Face's BertNormalizer. Unassigned code points (Cn) are not: the
+# fast tokenizer keeps them as [UNK], so they are not listed. Combining marks (Mn) are removed only
+# when the tokenizer strips accents (bert-base-chinese lowercases, so it does; m3e-small keeps
+# them as [UNK]); the predicate keeps them and the real alignment catches encoders that drop them.
+DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs"})
+DROPPED_CHARACTERS = frozenset({"\x00", "\ufffd"})
+
+
+def unaligned_tokens(doc: Doc) -> numpy.ndarray:
+    """Boolean per token: True where the encoder sees nothing (no wordpiece, or dropped characters).
+
+    Both tests are used: the alignment knows what this encoder's tokenizer removed, but an emoji
+    sequence "👨\\u200d👩" is one [UNK] whose offsets cover the U+200D, which still carries nothing.
+    In training the docs have no ``trf_data`` (spacy-transformers only hands its output to the
+    listeners), so there the character predicate decides alone.
+    """
+    unaligned = dropped_character_tokens(doc)
+    counts = wordpiece_counts(doc)
+    if counts is not None:
+        unaligned |= counts == 0
+    return unaligned
+
+
+def wordpiece_counts(doc: Doc) -> Optional[numpy.ndarray]:
+    """Wordpieces aligned to each token, from ``doc._.trf_data``; None when the doc has none."""
+    align = getattr(getattr(doc._, "trf_data", None), "align", None)
+    if align is None or len(align.lengths) != len(doc):
+        return None
+    return to_numpy(align.lengths)
+
+
+def dropped_character_tokens(doc: Doc) -> numpy.ndarray:
+    """Boolean per token: True where every character of the token is one BERT drops."""
+    kept = ~dropped_characters(doc.text)
+    kept_before = numpy.concatenate([[0], numpy.cumsum(kept)])
+    starts = doc.to_array("IDX").astype("int64")
+    ends = starts + doc.to_array("LENGTH").astype("int64")
+    return kept_before[ends] == kept_before[starts]
+
+
+def dropped_characters(text: str) -> numpy.ndarray:
+    """Boolean per character of ``text``: True where BERT's tokenizer removes it."""
+    codes = numpy.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    unique, inverse = numpy.unique(codes, return_inverse=True)
+    dropped = numpy.fromiter((is_dropped_character(chr(code)) for code in unique), bool, len(unique))
+    return dropped[inverse.reshape(-1)]
+
+
+@lru_cache(maxsize=4096)
+def is_dropped_character(char: str) -> bool:
+    """True for a character BERT's normalizer removes: whitespace, Cc, Cf, Co, Cs, U+0000, U+FFFD."""
+    return (char.isspace() or char in DROPPED_CHARACTERS
+            or unicodedata.category(char) in DROPPED_CATEGORIES)
