@@ -37,6 +37,9 @@ DOC_MARKER = "-DOCSTART-"
 # so a full-width space (U+3000) can be the character (str.split() would eat it).
 NER_LINE = re.compile(r"([^\t ]+)[\t ]+([^\t ]+)")
 MAX_REPAIR_EXAMPLES = 10
+# A lone surrogate, as a JSON escape such as "\ud800" without its pair gives, is not text (UTF-8
+# and spaCy's string store cannot hold it).
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ConversionError(Exception):
@@ -548,6 +551,8 @@ def _row_labels(value: Any, fixed_labels: Optional[list[str]], multilabel: bool,
         labels = [part.strip() for part in labels[0].split(separator)]
     if not labels or not all(labels):
         return (), f"empty label in {value!r}"
+    if any(LONE_SURROGATE.search(label) for label in labels):
+        return (), f"label {value!r} holds a lone surrogate (a JSON escape such as \\ud800 without its pair)"
     unknown = [label for label in labels if fixed_labels is not None and label not in fixed_labels]
     if unknown:
         return (), f"label {unknown[0]!r} is not one of --labels ({', '.join(fixed_labels or [])})"
@@ -559,6 +564,10 @@ def _text_problem(text: Any) -> Optional[str]:
         return f"the text must be a string, got {text!r}"
     if not text.strip():
         return "empty text"
+    surrogate = LONE_SURROGATE.search(text)
+    if surrogate:
+        return (f"the text holds a lone surrogate {surrogate.group()!r} at character {surrogate.start() + 1} "
+                f"(a JSON escape such as \\ud800 without its pair)")
     return None
 
 

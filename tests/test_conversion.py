@@ -361,6 +361,18 @@ def test_cls_jsonl_errors(tmp_path):
         list(read_cls_docs(source, text_field="content"))
 
 
+def test_cls_jsonl_lone_surrogate_escape_is_a_row_error(tmp_path):
+    source = write(tmp_path / "x.jsonl", '{"label": "a", "text": "好"}\n{"label": 0, "text": "\\ud800"}\n'
+                                         '{"label": "\\udfff", "text": "好"}\n')
+    with pytest.raises(ConversionError, match=r"x.jsonl:2: the text holds a lone surrogate '\\ud800' at character 1"):
+        convert_cls(source, tmp_path / "out.spacy")
+    assert not (tmp_path / "out.spacy").exists()
+    report = convert_cls(source, tmp_path / "out.spacy", skip_invalid=True)
+    assert [row["line"] for row in report.skipped] == [2, 3]
+    assert "label '\\udfff' holds a lone surrogate" in report.skipped[1]["reason"]
+    assert [doc.text for doc in load_docs(tmp_path / "out.spacy")] == ["好"]
+
+
 @pytest.mark.parametrize("line, message", [
     ("体育 没有制表符", "no TAB between label and text"),
     ("体育\t", "empty text"),
