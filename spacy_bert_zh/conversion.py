@@ -236,8 +236,10 @@ def write_ner_file(
 # --- reading lines ------------------------------------------------------------------------------
 
 
-def _iter_lines(path: Path, report: ConversionReport, show_progress: Optional[bool]) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text without line end) of a file; decode errors name the line."""
+def _iter_lines(path: Path, report: ConversionReport, show_progress: Optional[bool],
+                keep_ends: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) of a file, without the line end unless ``keep_ends``; decode errors
+    name the line."""
     if not path.is_file():
         raise ConversionError(path, None, "no such file")
     size = path.stat().st_size
@@ -251,11 +253,11 @@ def _iter_lines(path: Path, report: ConversionReport, show_progress: Optional[bo
             if pending_bytes > 1 << 20:
                 progress.update(pending_bytes)
                 pending_bytes = 0
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-                    report.crlf_lines += 1
+            line_end = b"\r\n" if raw.endswith(b"\r\n") else b"\n" if raw.endswith(b"\n") else b""
+            if line_end == b"\r\n":
+                report.crlf_lines += 1
+            if not keep_ends:
+                raw = raw[:len(raw) - len(line_end)]
             if line_number == 1 and encoding == "utf-8" and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8):]
                 report.bom_stripped = True
@@ -455,9 +457,10 @@ def _read_tsv_rows(path: Path, report: ConversionReport, show_progress: Optional
 
 def _read_csv_rows(path: Path, report: ConversionReport, show_progress: Optional[bool],
                    label_field: str, text_field: Optional[str]) -> Iterator[_RawRow]:
-    """CSV with a header row; quoted fields may span lines (rows are named by their first line)."""
-    lines = _iter_lines(path, report, show_progress)
-    reader = csv.reader(line + "\n" for _, line in lines)
+    """CSV with a header row; quoted fields may span lines (rows are named by their first line) and
+    keep their line ends as written."""
+    lines = _iter_lines(path, report, show_progress, keep_ends=True)
+    reader = csv.reader(line for _, line in lines)
     try:
         header = next(reader, None)
         if header is None:

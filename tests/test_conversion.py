@@ -327,10 +327,17 @@ def test_cls_csv_with_fields_and_quoted_newline(tmp_path):
     text = 'id,类别,内容\n1,正面,"很好,很满意"\n2,负面,"第一行\n第二行"\n'
     source = write(tmp_path / "x.csv", text.replace("\n", "\r\n"))
     docs = list(read_cls_docs(source, label_field="类别", text_field="内容"))
-    assert [doc.text for doc in docs] == ["很好,很满意", "第一行\n第二行"]
+    assert [doc.text for doc in docs] == ["很好,很满意", "第一行\r\n第二行"]  # the quoted line break as written
     assert [doc.cats["正面"] for doc in docs] == [1.0, 0.0]
     with pytest.raises(ConversionError, match=r"x.csv:1: no column 'label' \(columns: id, 类别, 内容\)"):
         list(read_cls_docs(source, text_field="内容"))
+
+
+@pytest.mark.parametrize("row_end", ["\n", "\r\n"])
+@pytest.mark.parametrize("text", ["0\r\n", "a\r\nb", "a\nb\r", "a\rb"])
+def test_cls_csv_quoted_line_ends_are_kept(tmp_path, row_end, text):
+    source = write(tmp_path / "x.csv", f'label,text{row_end}0,"{text}"{row_end}1,b{row_end}')
+    assert [doc.text for doc in read_cls_docs(source)] == [text, "b"]
 
 
 def test_cls_csv_row_with_wrong_field_count(tmp_path):
