@@ -211,13 +211,13 @@ def docs_to_ner_lines(docs: Iterable[Doc], *, scheme: str = "bio", separator: st
     first_sentence = True
     for doc_index, doc in enumerate(docs):
         _check_writable(doc, doc_index)
-        tags = encode_tags(len(doc), ((ent.start, ent.end, ent.label_) for ent in doc.ents), scheme)
         for start, end in _sentence_bounds(doc):
             if not first_sentence:
                 yield ""
             first_sentence = False
-            for i in range(start, end):
-                yield f"{doc[i].text}{separator}{tags[i]}"
+            tags = encode_tags(end - start, _entities_within(doc, start, end), scheme)
+            for i, tag in zip(range(start, end), tags):
+                yield f"{doc[i].text}{separator}{tag}"
 
 
 def write_ner_file(
@@ -415,6 +415,13 @@ def _sentence_bounds(doc: Doc) -> Iterator[tuple[int, int]]:
             yield sent.start, sent.end
     elif len(doc):
         yield 0, len(doc)
+
+
+def _entities_within(doc: Doc, start: int, end: int) -> list[tuple[int, int, str]]:
+    """The entities of tokens ``start:end`` relative to ``start``, cut at the sentence bounds: each
+    sentence is tagged on its own (IOB1's B- never refers to the previous sentence)."""
+    return [(max(ent.start, start) - start, min(ent.end, end) - start, ent.label_)
+            for ent in doc.ents if ent.start < end and ent.end > start]
 
 
 def _check_writable(doc: Doc, doc_index: int) -> None:

@@ -109,6 +109,17 @@ def test_ner_writer_converts_between_schemes(tmp_path):
     assert "\n".join(docs_to_ner_lines(docs, scheme="bio")) + "\n" == ner_text("bio")
 
 
+def test_ner_writer_tags_each_sentence_on_its_own(tmp_path):
+    # IOB1: a sentence starting with a PER after one ending with a PER starts with I-, not B-
+    text = "张\tI-PER\n三\tI-PER\n\n李\tI-PER\n好\tO\n"
+    docs = list(read_ner_docs(write(tmp_path / "x.iob1", text), scheme="iob1", n_sents=0))
+    assert "".join(line + "\n" for line in docs_to_ner_lines(docs, scheme="iob1")) == text
+    doc = NLP.make_doc("张三李四")  # an entity across a sentence start is cut there
+    doc[2].is_sent_start = True
+    doc.ents = [doc.char_span(1, 3, "PER")]
+    assert list(docs_to_ner_lines([doc], scheme="bioes")) == ["张\tO", "三\tS-PER", "", "李\tS-PER", "四\tO"]
+
+
 def test_detect_scheme_iob1_only_when_inside_starts_dominate():
     broken_bio = [["B-PER", "I-PER", "O"]] * 20 + [["O", "I-LOC", "I-LOC"]]
     assert detect_scheme(broken_bio) == "bio"
