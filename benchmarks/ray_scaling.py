@@ -1,7 +1,7 @@
 """Throughput of ``annotate --engine ray`` with 1 and 2 workers on this machine, and the ratio.
 
 Every configuration annotates the same Parquet input (a seeded random sample of
-online_shopping_10_cats/test.tsv when /work/shared/data is there, else generated Chinese text:
+online_shopping_10_cats/test.tsv when ../shared/data is there, else generated Chinese text:
 ``annotate_throughput.sample_texts``) through ``distributed.annotate_with_ray`` on one local Ray
 session. A configuration is WORKERSxCPUS: that many pipeline actors, each reserving CPUS CPUs and
 running that many torch threads, so no two workers fight over a core. Reported per configuration:
@@ -132,11 +132,13 @@ def time_local(model: str, source: Path, dest: Path, batch_size: int, texts: lis
 def time_ray(model: str, source: Path, dest: Path, workers: int, cpus: int, batch_size: int,
              expected_rows: int) -> float:
     """One ``annotate_with_ray`` call, end to end; checks that every row came back once."""
+    from spacy_bert_zh.annotate_options import RayOptions
     from spacy_bert_zh.distributed import annotate_with_ray
 
     started = time.perf_counter()
     summary = annotate_with_ray(model, [source], dest, id_column="id", batch_size=batch_size,
-                                workers=workers, cpus_per_worker=cpus, overwrite=True)
+                                overwrite=True,
+                                ray_options=RayOptions(workers=workers, cpus_per_worker=cpus))
     seconds = time.perf_counter() - started
     ids = pq.read_table(dest, columns=["id"]).column("id").to_pylist()
     assert summary.rows_out == expected_rows == len(ids) == len(set(ids)), summary

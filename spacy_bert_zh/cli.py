@@ -140,12 +140,15 @@ def annotate_cmd(
                                   "sentence ends (bounds memory; entities keep whole-text offsets)."),
     gpu_id: int = typer.Option(-1, help="GPU to run on; -1 for CPU."),
     half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
+    quantize: Optional[str] = typer.Option(None, help="int8: run the encoder with int8 weights "
+                                           "(CPU only; needs the [fast] extra)."),
     n_process: int = typer.Option(1, help="Worker processes for nlp.pipe (CPU)."),
     components: Optional[str] = typer.Option(None, help="Comma list of the pipes to run (the "
                                              "transformer they listen to runs too); default all."),
-    resume: bool = typer.Option(False, "--resume", help="Skip outputs that are already complete; "
-                                "redo the others (file granularity: an interrupted file restarts)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    resume: bool = typer.Option(False, "--resume", help="Skip complete outputs and continue "
+                                "interrupted ones after their last finished window."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (and "
+                                   "interrupted runs' windows)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     engine: str = typer.Option("local", help="local (this process) or ray (Ray Data; ignores "
                                "--n-process, --gpu-id, --half, --window-rows; refuses --resume)."),
@@ -153,42 +156,42 @@ def annotate_cmd(
     workers: Optional[int] = typer.Option(None, help="Ray actors, one pipeline each (--engine ray)."),
     gpus_per_worker: float = typer.Option(0.0, help="GPUs per Ray actor (--engine ray)."),
 ):
-    """Annotate Parquet texts with a pipeline: entities, cats and label per row, same row order.
+    """Annotate Parquet texts with a pipeline: entities, cats, label and error per row, same row order.
 
     Memory depends on --batch-size, --window-rows, --max-chars and the pipeline, not on INPUT.
 
-    Outputs are written as hidden .NAME.partial files, renamed only when complete.
+    Finished windows are kept in a hidden .NAME.parts folder; the output file appears, complete,
+    when the last one is done. --resume continues a killed run after its last finished window.
 
-    --resume works per file: complete outputs are skipped, the others redone from the start.
-
-    Exit code 1: an input file could not be annotated (see the summary); 2: bad arguments.
+    Exit code 1: an input file could not be annotated (see the summary); 2: bad arguments;
+    3: some rows made the pipeline fail (their 'error' column says why; the files are complete).
     """
-    from .annotation import AnnotationError, annotate_files
+    from .annotate_options import AnnotateOptions, AnnotationError, RayOptions
+    from .annotation import annotate_files
     from .parquet_io import InputError
 
-    keep = comma_list(keep_columns)
-    pipes = comma_list(components) or None
     try:
+        options = AnnotateOptions(
+            text_column=text_column, id_column=id_column, keep_columns=comma_list(keep_columns),
+            batch_size=batch_size, window_rows=window_rows, sort_by_length=sort,
+            max_chars=max_chars, n_process=n_process, components=comma_list(components) or None,
+            gpu_id=gpu_id, half=half, quantize=quantize, resume=resume, overwrite=overwrite,
+            progress=not quiet)
         if engine == "ray":
-            summary = run_ray_engine(model, input_spec, output, text_column, id_column, keep,
-                                     batch_size, pipes, address, workers, gpus_per_worker,
-                                     overwrite, resume, max_chars, sort)
-            typer.echo(summary)
+            typer.echo(run_ray_engine(model, input_spec, output, options,
+                                      RayOptions(address, workers, gpus_per_worker)))
             return
         if engine != "local":
             raise typer.BadParameter(f"--engine must be local or ray, not {engine!r}")
-        summary = annotate_files(
-            model, input_spec, output, text_column=text_column, id_column=id_column,
-            keep_columns=keep, batch_size=batch_size, window_rows=window_rows, sort_by_length=sort,
-            max_chars=max_chars,
-            n_process=n_process, components=pipes, gpu_id=gpu_id, half=half, resume=resume,
-            overwrite=overwrite, progress=not quiet)
+        summary = annotate_files(model, input_spec, output, options)
     except (AnnotationError, InputError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2)
-    typer.echo(summary.describe(), err=not summary.ok)
+    typer.echo(summary.describe(), err=not summary.ok or summary.failed_rows > 0)
     if not summary.ok:
         raise typer.Exit(1)
+    if summary.failed_rows:
+        raise typer.Exit(3)
 
 
 def comma_list(value: Optional[str]) -> Optional[list[str]]:
@@ -198,19 +201,16 @@ def comma_list(value: Optional[str]) -> Optional[list[str]]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def run_ray_engine(model, input_spec, output, text_column, id_column, keep, batch_size, pipes,
-                   address, workers, gpus_per_worker, overwrite, resume, max_chars, sort):
+def run_ray_engine(model, input_spec, output, options, ray_options):
     """Dispatch ``--engine ray`` to ``distributed.annotate_with_ray`` (no --resume there)."""
     from .distributed import annotate_with_ray
     from .parquet_io import input_files
 
-    if resume:
-        raise typer.BadParameter("--resume is not supported with --engine ray")
-    return annotate_with_ray(model, input_files(input_spec), output, text_column=text_column,
-                             id_column=id_column, keep_columns=keep, batch_size=batch_size,
-                             components=pipes, address=address, workers=workers,
-                             gpus_per_worker=gpus_per_worker, overwrite=overwrite,
-                             max_chars=max_chars, sort_by_length=sort)
+    if options.resume:
+        raise typer.BadParameter("--resume is not supported with --engine ray: Ray writes its "
+                                 "output folder in no fixed order, so there is no last finished "
+                                 "window to continue after; rerun with --overwrite")
+    return annotate_with_ray(model, input_files(input_spec), output, options, ray_options)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .annotation import (DEFAULT_MAX_CHARS, AnnotationError, annotate_table, check_columns,
-                         load_pipeline, output_schema, pipeline_info, with_id_column)
+from .annotate_options import AnnotateOptions, AnnotationError, RayOptions
+from .annotation import annotate_table, pipeline_info
+from .arrow_output import ERROR_FIELD, check_columns, output_schema
+from .pipeline_runner import load_pipeline, prepare_pipeline
 from .parquet_io import InputError, input_files, with_annotation_metadata
 
 RAY_INSTALL_HINT = "pip install 'spacy-bert-zh[ray]'"
@@ -52,72 +54,63 @@ class RaySummary:
     seconds: float
     workers: int
     output: Path
+    failed_rows: int = 0
 
     def __str__(self) -> str:
         rate = self.rows_out / self.seconds if self.seconds else 0.0
         return (f"annotated {self.rows_in:,} rows with {self.workers} Ray worker(s) into "
                 f"{self.files} file(s) in the folder {self.output} in {self.seconds:.1f}s "
-                f"({rate:,.1f} rows/s, Ray start-up and model loading included)")
+                f"({rate:,.1f} rows/s, Ray start-up and model loading included)"
+                + (f"; {self.failed_rows:,} row(s) made the pipeline fail (see their 'error' "
+                   f"column)" if self.failed_rows else ""))
 
 
-def annotate_with_ray(
-    model: str,
-    input_paths: list[Path],
-    output: Path,
-    text_column: str = "text",
-    id_column: str | None = None,
-    keep_columns: list[str] | None = None,
-    batch_size: int = 64,
-    components: list[str] | None = None,
-    address: str | None = None,
-    workers: int | None = None,
-    gpus_per_worker: float = 0.0,
-    overwrite: bool = False,
-    cpus_per_worker: float | None = None,
-    max_chars: int = DEFAULT_MAX_CHARS,
-    sort_by_length: bool = True,
-) -> RaySummary:
+def annotate_with_ray(model: str, input_paths: list[Path], output: Path,
+                      options: AnnotateOptions | None = None, ray_options: RayOptions | None = None,
+                      **changes) -> RaySummary:
     """Annotate the Parquet files (or folders, globs) ``input_paths`` into the folder ``output``.
 
-    ``address`` joins a running cluster (``"auto"``, ``"ray://HOST:10001"``); None starts a
-    local Ray on this machine (and stops it at the end); an already initialized Ray is used as
-    it is. ``workers`` actors each hold one copy of the pipeline, with ``gpus_per_worker`` GPUs
-    (0: CPU) and ``cpus_per_worker`` CPUs, which is also their number of torch threads (see
-    ``plan_workers`` for the defaults). ``batch_size``, ``max_chars`` and ``sort_by_length``
-    mean what they mean for the local engine. Every input problem raises ``AnnotationError`` before
-    Ray starts; ``output`` must not exist unless ``overwrite``.
+    ``options`` (or keyword ``changes`` to the defaults) are the local engine's; the Ray engine
+    uses the columns, ``batch_size``, ``max_chars``, ``sort_by_length``, ``components`` and
+    ``overwrite``, and refuses ``resume``. ``ray_options.address`` joins a running cluster
+    (``"auto"``, ``"ray://HOST:10001"``); None starts a local Ray on this machine (and stops it at
+    the end); an already initialized Ray is used as it is. ``workers`` actors each hold one copy
+    of the pipeline, with ``gpus_per_worker`` GPUs (0: CPU) and ``cpus_per_worker`` CPUs, which
+    is also their number of torch threads (see ``plan_workers`` for the defaults). Every input
+    problem raises ``AnnotationError`` before Ray starts; ``output`` must not exist unless
+    ``overwrite``.
     """
+    options = AnnotateOptions.of(options, **changes)
+    ray_options = ray_options or RayOptions()
+    if options.resume:
+        raise AnnotationError("the Ray engine cannot resume (it writes rows in no fixed order); "
+                              "use the local engine or --overwrite")
     started = time.perf_counter()
     ray = import_ray()
     files = parquet_files(input_paths)
     output = Path(output).absolute()
-    refuse_existing_output(output, overwrite)
+    refuse_existing_output(output, options.overwrite)
     if Path(model).exists():
         model = str(Path(model).absolute())  # the workers do not share our working directory
-    keep_columns = with_id_column(keep_columns, id_column)
-    columns, schema, info = preflight(model, components, files, text_column, id_column,
-                                      keep_columns)
+    columns, schema, info = preflight(model, files, options)
     rows_in = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
     staging = output.parent / f".{output.name}.ray-{uuid.uuid4().hex[:8]}"
     staging.parent.mkdir(parents=True, exist_ok=True)
     we_started_ray = not ray.is_initialized()
     if we_started_ray:
-        start_ray(ray, address)
+        start_ray(ray, ray_options.address)
     try:
-        plan = plan_workers(ray.cluster_resources(), workers, gpus_per_worker, cpus_per_worker)
+        plan = plan_workers(ray.cluster_resources(), ray_options)
         dataset = ray.data.read_parquet([str(path) for path in files]).select_columns(columns)
         # Ray hands a whole block to one worker: cut the input into blocks small enough for
         # every worker to get several (streaming, nothing is shuffled or held back).
         dataset = dataset.repartition(
-            target_num_rows_per_block=rows_per_block(rows_in, batch_size, plan.workers))
+            target_num_rows_per_block=rows_per_block(rows_in, options.batch_size, plan.workers))
         annotated = dataset.map_batches(
             PipelineWorker,
-            fn_constructor_kwargs=dict(model=model, components=components, use_gpu=plan.gpus > 0,
+            fn_constructor_kwargs=dict(model=model, options=options, use_gpu=plan.gpus > 0,
                                        threads=max(1, int(plan.cpus)), info=info),
-            fn_kwargs=dict(text_column=text_column, keep_columns=keep_columns,
-                           batch_size=batch_size, max_chars=max_chars,
-                           sort_by_length=sort_by_length),
-            batch_format="pyarrow", batch_size=batch_size,
+            batch_format="pyarrow", batch_size=options.batch_size,
             compute=ray.data.ActorPoolStrategy(size=plan.workers),
             num_cpus=plan.cpus, num_gpus=plan.gpus or None)
         annotated.write_parquet(str(staging), min_rows_per_file=ROWS_PER_FILE)
@@ -128,32 +121,32 @@ def annotate_with_ray(
         if rows_out != rows_in:
             raise AnnotationError(f"Ray wrote {rows_out} rows for {rows_in} input rows; "
                                   f"{output} was not written")
-        move_into_place(staging, output, overwrite)
+        failed_rows = count_failed_rows(written)
+        move_into_place(staging, output, options.overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if we_started_ray:
             ray.shutdown()
     return RaySummary(rows_in=rows_in, rows_out=rows_out, files=len(written),
-                      seconds=time.perf_counter() - started, workers=plan.workers, output=output)
+                      seconds=time.perf_counter() - started, workers=plan.workers, output=output,
+                      failed_rows=failed_rows)
 
 
 class PipelineWorker:
     """A Ray Data actor: loads the pipeline once, then annotates Arrow batches with it."""
 
-    def __init__(self, model: str, components: list[str] | None, use_gpu: bool, threads: int,
+    def __init__(self, model: str, options: AnnotateOptions, use_gpu: bool, threads: int,
                  info: dict):
         import torch
 
         torch.set_num_threads(threads)
         # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU, so it is GPU 0 here.
-        self.nlp = load_pipeline(model, gpu_id=0 if use_gpu else -1, components=components)
+        self.options = AnnotateOptions.of(options, gpu_id=0 if use_gpu else -1)
+        self.nlp = prepare_pipeline(model, self.options)
         self.info = info
 
-    def __call__(self, batch: pa.Table, text_column: str, keep_columns: list[str] | None,
-                 batch_size: int, max_chars: int, sort_by_length: bool) -> pa.Table:
-        table = annotate_table(self.nlp, batch, text_column=text_column,
-                               keep_columns=keep_columns, batch_size=batch_size,
-                               sort_by_length=sort_by_length, max_chars=max_chars)
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        table = annotate_table(self.nlp, batch, self.options)
         return table.replace_schema_metadata(
             with_annotation_metadata(table.schema, self.info).metadata)
 
@@ -182,22 +175,22 @@ def parquet_files(input_paths: list[Path]) -> list[Path]:
     return [path.absolute() for path in dict.fromkeys(files)]
 
 
-def preflight(model: str, components: list[str] | None, files: list[Path], text_column: str,
-              id_column: str | None, keep_columns: list[str] | None,
+def preflight(model: str, files: list[Path], options: AnnotateOptions,
               ) -> tuple[list[str], pa.Schema, dict]:
     """Check every input as the local engine does, before any Ray work.
 
     Return the input columns to read, the output schema and the output metadata. The pipeline
     is loaded here once (on CPU) to know its output columns, then dropped.
     """
-    nlp = load_pipeline(model, -1, components)
+    nlp = load_pipeline(model, -1, options.components)
+    text_column, keep_columns = options.text_column, options.kept_columns
     schema = None
     for path in files:
         try:
             file_schema = pq.read_schema(path)
         except (OSError, pa.ArrowException) as error:
             raise AnnotationError(f"{path}: not a readable Parquet file ({error})") from error
-        check_columns(nlp, file_schema, str(path), text_column, id_column, keep_columns)
+        check_columns(nlp, file_schema, str(path), text_column, options.id_column, keep_columns)
         file_schema = pa.schema([file_schema.field(name) for name in
                                  needed_columns(file_schema, text_column, keep_columns)])
         if schema is None:
@@ -207,6 +200,12 @@ def preflight(model: str, components: list[str] | None, files: list[Path], text_
                                   f"annotate them in separate runs")
     info = ray_output_info(nlp, files, text_column)
     return schema.names, with_annotation_metadata(output_schema(nlp, schema, keep_columns), info), info
+
+
+def count_failed_rows(files: list[Path]) -> int:
+    """Rows of the written ``files`` whose ``error`` column is set."""
+    columns = [pq.read_table(path, columns=[ERROR_FIELD.name]).column(0) for path in files]
+    return sum(len(column) - column.null_count for column in columns)
 
 
 def needed_columns(schema: pa.Schema, text_column: str, keep_columns: list[str] | None) -> list[str]:
@@ -284,14 +283,15 @@ def start_ray(ray: Any, address: str | None) -> None:
                               f"on this machine only") from error
 
 
-def plan_workers(resources: dict[str, float], workers: int | None, gpus_per_worker: float,
-                 cpus_per_worker: float | None) -> WorkerPlan:
+def plan_workers(resources: dict[str, float], ray_options: RayOptions) -> WorkerPlan:
     """Size the actor pool from the cluster's resources (``ray.cluster_resources()``).
 
     ``IO_CPUS`` CPU stays free for reading and writing. On CPU: one CPU per worker and as many
     workers as fit, or with ``workers`` given, the free CPUs shared out between them. With GPUs:
     as many workers as the GPUs allow, one CPU each unless ``cpus_per_worker`` says otherwise.
     """
+    workers, gpus_per_worker = ray_options.workers, ray_options.gpus_per_worker
+    cpus_per_worker = ray_options.cpus_per_worker
     if (workers is not None and workers < 1) or gpus_per_worker < 0 or (
             cpus_per_worker is not None and cpus_per_worker <= 0):
         raise AnnotationError("--workers must be at least 1, --gpus-per-worker at least 0 and "

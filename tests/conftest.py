@@ -56,3 +56,14 @@ def build_untrained_pipeline(encoder: Path, dest: Path) -> Path:
     randomize_ner_output(nlp)
     nlp.to_disk(dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def review_texts() -> list[str]:
+    """Short realistic texts: a seeded sample of the shared corpus, else generated ones."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from annotate_throughput import sample_texts
+
+    return [text[:80] for text in sample_texts(400, seed=7)]

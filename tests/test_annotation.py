@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from spacy_bert_zh.annotation import (CATS_FIELD, ENTITIES_FIELD, LABEL_FIELD, AnnotationError,
-                                      annotate_files, annotate_table, budget_batches,
-                                      check_text_column, load_pipeline, output_schema,
-                                      piece_bounds)
+from spacy_bert_zh.annotation import AnnotationError, annotate_files, annotate_table, load_pipeline
+from spacy_bert_zh.arrow_output import (CATS_FIELD, ENTITIES_FIELD, LABEL_FIELD, check_text_column,
+                                        output_schema)
+from spacy_bert_zh.pieces import budget_batches, piece_bounds
+from spacy_bert_zh.checkpoint import parts_dir
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.parquet_io import (METADATA_KEY, InputError, partial_path, plan_jobs,
                                       read_annotation_metadata)
@@ -43,15 +44,6 @@ TRICKY_TEXTS = [
 @pytest.fixture(scope="module")
 def nlp(untrained_pipeline):
     return load_pipeline(str(untrained_pipeline))
-
-
-@pytest.fixture(scope="module")
-def review_texts() -> list[str]:
-    """Short realistic texts: a seeded sample of the shared corpus, else generated ones."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from annotate_throughput import sample_texts
-
-    return [text[:80] for text in sample_texts(400, seed=7)]
 
 
 def write_parquet(path: Path, **columns) -> Path:
@@ -80,7 +72,7 @@ def assert_offsets_match(texts: list[str | None], table: pa.Table) -> int:
 def test_annotate_table_schema_order_and_offsets(nlp):
     table = pa.table({"id": list(range(len(TRICKY_TEXTS))), "text": TRICKY_TEXTS})
     out = annotate_table(nlp, table, batch_size=3)
-    assert out.schema.names == ["id", "text", "entities", "cats", "label"]
+    assert out.schema.names == ["id", "text", "entities", "cats", "label", "error"]
     assert out.schema.field("entities").type == ENTITIES_FIELD.type
     assert out.schema.field("cats").type == CATS_FIELD.type == pa.map_(pa.string(), pa.float32())
     assert out.column("id").to_pylist() == list(range(len(TRICKY_TEXTS)))
@@ -118,10 +110,10 @@ def test_components_subset_leaves_out_their_columns(untrained_pipeline):
     only_ner = load_pipeline(str(untrained_pipeline), components=["ner"])
     assert only_ner.pipe_names == ["transformer", "ner"]  # the listened-to transformer runs too
     out = annotate_table(only_ner, pa.table({"text": ["南京长江大桥"]}))
-    assert out.schema.names == ["text", "entities"]
+    assert out.schema.names == ["text", "entities", "error"]
     only_textcat = load_pipeline(str(untrained_pipeline), components=["textcat"])
     out = annotate_table(only_textcat, pa.table({"text": ["南京长江大桥"]}), keep_columns=[])
-    assert out.schema.names == ["cats", "label"]
+    assert out.schema.names == ["cats", "label", "error"]
     with pytest.raises(AnnotationError, match="unknown component.*parser.*transformer, ner, textcat"):
         load_pipeline(str(untrained_pipeline), components=["parser"])
 
@@ -138,7 +130,7 @@ def test_column_checks(nlp):
         output_schema(nlp, schema, None)
     with pytest.raises(AnnotationError, match="nope not in the input"):
         output_schema(nlp, schema, ["nope"])
-    assert output_schema(nlp, schema, ["body"]).names == ["body", "entities", "cats", "label"]
+    assert output_schema(nlp, schema, ["body"]).names == ["body", "entities", "cats", "label", "error"]
     assert LABEL_FIELD.name == "label"
 
 
@@ -185,9 +177,11 @@ def test_piece_bounds_and_budget_batches():
     assert all(0 < end - start <= 40 for start, end in bounds)
     assert all(text[end - 1] == "。" for _, end in bounds[:3])  # cut after a sentence end
     assert piece_bounds("短", 40) == [(0, 1)]
-    pieces = [("a" * n, i) for i, n in enumerate([30, 30, 30, 5, 100, 1])]
+    pieces = [("a" * n, (0, i, 0)) for i, n in enumerate([30, 30, 30, 5, 100, 1])]
+    pieces += [("a", (1, 0, 0)), ("a", (1, 1, 0))]  # a new window starts a new batch
     batches = list(budget_batches(pieces, max_pieces=2, max_chars=64))
-    assert [[context for _, context in batch] for batch in batches] == [[0, 1], [2, 3], [4], [5]]
+    assert [[key[:2] for _, key in batch] for batch in batches] == \
+        [[(0, 0), (0, 1)], [(0, 2), (0, 3)], [(0, 4)], [(0, 5)], [(1, 0), (1, 1)]]
 
 
 # --- the file engine and the CLI -------------------------------------------------------------
@@ -200,7 +194,7 @@ def test_annotate_files_matches_annotate_table(nlp, tmp_path, review_texts):
                              keep_columns=["text"], id_column="id", progress=False)
     assert summary.ok and summary.rows == len(texts) and summary.written == [tmp_path / "out.parquet"]
     out = pq.read_table(tmp_path / "out.parquet")
-    assert out.schema.names == ["id", "text", "entities", "cats", "label"]
+    assert out.schema.names == ["id", "text", "entities", "cats", "label", "error"]
     assert out.column("id").to_pylist() == ids
     assert pq.ParquetFile(tmp_path / "out.parquet").metadata.num_row_groups == 7  # one per window
     assert_offsets_match(texts, out)
@@ -305,34 +299,33 @@ def test_sigkill_leaves_no_complete_looking_output_and_resume_finishes(
         ids = list(range(k * 1000, k * 1000 + 120))
         texts = [review_texts[i % len(review_texts)] for i in ids]
         sources[f"part-{k}.parquet"] = write_parquet(inputs / f"part-{k}.parquet", id=ids, text=texts)
+    options = ["--quiet", "--window-rows", "8", "--batch-size", "8"]
     command = [sys.executable, "-m", "spacy_bert_zh.cli", "annotate", str(untrained_pipeline),
-               str(inputs), str(output), "--quiet", "--window-rows", "8", "--batch-size", "8"]
+               str(inputs), str(output), *options]
     process = subprocess.Popen(command, env=OFFLINE_ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     try:
         wait_for(lambda: (output / "part-0.parquet").exists()
-                 and partial_path(output / "part-1.parquet").exists(), process, timeout=300)
+                 and parts_dir(output / "part-1.parquet").exists(), process, timeout=300)
         process.send_signal(signal.SIGKILL)
     finally:
         process.kill()
         process.wait()
-    assert partial_path(output / "part-1.parquet").exists()
+    assert parts_dir(output / "part-1.parquet").exists()
     assert not (output / "part-1.parquet").exists() and not (output / "part-2.parquet").exists()
-    with pytest.raises(pa.ArrowException):
-        pq.read_table(partial_path(output / "part-1.parquet"))
     assert pq.read_table(output).num_rows == 120  # a dataset reader sees only the complete file
     done_before = (output / "part-0.parquet").stat().st_mtime_ns
 
-    result = run_cli(untrained_pipeline, inputs, output, "--quiet")
+    result = run_cli(untrained_pipeline, inputs, output, *options)
     assert result.exit_code == 2 and "--resume" in result.output
-    result = run_cli(untrained_pipeline, inputs, output, "--quiet", "--resume")
+    result = run_cli(untrained_pipeline, inputs, output, *options, "--resume")
     assert result.exit_code == 0, result.output
     assert "1 already complete (skipped)" in result.output
     assert (output / "part-0.parquet").stat().st_mtime_ns == done_before
     for name, source in sources.items():
         assert pq.read_table(output / name).column("id").to_pylist() == \
             pq.read_table(source).column("id").to_pylist()
-    assert not list(output.glob(".*.partial"))
+    assert not list(output.glob(".*.partial")) and not list(output.glob(".*.parts"))
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float) -> None:

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from spacy_bert_zh.annotation import AnnotationError, annotate_files
+from spacy_bert_zh.annotate_options import AnnotationError, RayOptions
+from spacy_bert_zh.annotation import annotate_files
 from spacy_bert_zh.distributed import (IO_CPUS, RAY_INSTALL_HINT, WorkerPlan, annotate_with_ray,
                                        import_ray, plan_workers, rows_per_block, start_ray)
 
@@ -83,7 +84,7 @@ def ray_run(ray_session, untrained_pipeline, input_folder, tmp_path_factory):
     """(summary, output table) of the Ray engine on ``input_folder`` with 2 workers."""
     output = tmp_path_factory.mktemp("ray_out") / "annotated"
     summary = annotate_with_ray(str(untrained_pipeline), [input_folder], output, id_column="id",
-                                batch_size=8, workers=2, max_chars=MAX_CHARS)
+                                batch_size=8, ray_options=RayOptions(workers=2), max_chars=MAX_CHARS)
     return summary, pq.read_table(output)
 
 
@@ -117,7 +118,7 @@ def test_no_row_lost_or_duplicated_and_blank_texts_kept(ray_run, input_folder):
     source = pq.read_table(input_folder)
     assert summary.rows_in == summary.rows_out == source.num_rows == table.num_rows == 48
     assert set(table.column("id").to_pylist()) == set(source.column("id").to_pylist())
-    assert table.schema.names == ["id", "source", "text", "entities", "cats", "label"]
+    assert table.schema.names == ["id", "source", "text", "entities", "cats", "label", "error"]
     blank = [row for row in table.to_pylist() if not (row["text"] or "").strip()]
     assert len(blank) == 3
     assert all(row["entities"] == [] and row["cats"] is None and row["label"] is None
@@ -155,7 +156,7 @@ def test_cli_engine_ray_refuses_then_overwrites(ray_session, untrained_pipeline,
     assert done.exit_code == 0, done.output
     table = pq.read_table(output)
     assert not (output / "old.parquet").exists()
-    assert table.schema.names == ["id", "text", "entities"]  # only ner ran: no cats, no label
+    assert table.schema.names == ["id", "text", "entities", "error"]  # only ner ran: no cats, no label
     assert sorted(table.column("id").to_pylist()) == sorted(
         pq.read_table(input_folder / "part-1.parquet").column("id").to_pylist())
 
@@ -165,10 +166,11 @@ def test_empty_input_gives_an_empty_output_with_the_schema(ray_session, untraine
     source = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"id": pa.array([], pa.int64()), "text": pa.array([], pa.string())}),
                    source)
-    summary = annotate_with_ray(str(untrained_pipeline), [source], tmp_path / "out", workers=1)
+    summary = annotate_with_ray(str(untrained_pipeline), [source], tmp_path / "out",
+                                ray_options=RayOptions(workers=1))
     table = pq.read_table(tmp_path / "out")
     assert summary.rows_in == summary.rows_out == table.num_rows == 0
-    assert table.schema.names == ["id", "text", "entities", "cats", "label"]
+    assert table.schema.names == ["id", "text", "entities", "cats", "label", "error"]
 
 
 def test_unreachable_cluster_is_a_clear_error():
@@ -194,14 +196,15 @@ def test_missing_ray_says_how_to_install(monkeypatch):
 
 def test_plan_workers():
     cpus = {"CPU": 2.0 + IO_CPUS}
-    assert plan_workers(cpus, None, 0, None) == WorkerPlan(2, 1.0, 0)
-    assert plan_workers(cpus, 1, 0, None) == WorkerPlan(1, 2.0, 0)
-    assert plan_workers({"CPU": 16.0, "GPU": 2.0}, None, 1, None) == WorkerPlan(2, 1.0, 1)
-    assert plan_workers({"CPU": 16.0, "GPU": 2.0}, None, 0.5, None) == WorkerPlan(4, 1.0, 0.5)
+    gpus = {"CPU": 16.0, "GPU": 2.0}
+    assert plan_workers(cpus, RayOptions()) == WorkerPlan(2, 1.0, 0)
+    assert plan_workers(cpus, RayOptions(workers=1)) == WorkerPlan(1, 2.0, 0)
+    assert plan_workers(gpus, RayOptions(gpus_per_worker=1)) == WorkerPlan(2, 1.0, 1)
+    assert plan_workers(gpus, RayOptions(gpus_per_worker=0.5)) == WorkerPlan(4, 1.0, 0.5)
     with pytest.raises(AnnotationError, match="kept for reading and writing"):
-        plan_workers(cpus, 3, 0, None)
+        plan_workers(cpus, RayOptions(workers=3))
     with pytest.raises(AnnotationError, match="GPU"):
-        plan_workers(cpus, None, 1, None)
+        plan_workers(cpus, RayOptions(gpus_per_worker=1))
 
 
 def test_rows_per_block_spreads_rows_over_workers():
