@@ -338,7 +338,7 @@ def test_cls_csv_with_fields_and_quoted_newline(tmp_path):
     text = 'id,类别,内容\n1,正面,"很好,很满意"\n2,负面,"第一行\n第二行"\n'
     source = write(tmp_path / "x.csv", text.replace("\n", "\r\n"))
     docs = list(read_cls_docs(source, label_field="类别", text_field="内容"))
-    assert [doc.text for doc in docs] == ["很好,很满意", "第一行\r\n第二行"]  # the quoted line break as written
+    assert [doc.text for doc in docs] == ["很好,很满意", "第一行\r\n第二行"]  # line break as written
     assert [doc.cats["正面"] for doc in docs] == [1.0, 0.0]
     with pytest.raises(ConversionError, match=r"x.csv:1: no column 'label' \(columns: id, 类别, 内容\)"):
         list(read_cls_docs(source, text_field="内容"))
