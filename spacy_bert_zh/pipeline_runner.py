@@ -51,7 +51,7 @@ def prepare_pipeline(model: str | Language, options: AnnotateOptions) -> Languag
 
         try:
             quantize_pipeline(nlp, options.quantize)
-        except ValueError as error:
+        except (ValueError, ImportError) as error:  # ImportError: the [fast] extra is missing
             raise AnnotationError(f"--quantize {options.quantize}: {error}") from error
     return nlp
 
