@@ -152,6 +152,10 @@ def test_cli_engine_ray_refuses_then_overwrites(ray_session, untrained_pipeline,
             "--components", "ner"]
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 2 and "--overwrite" in refused.output
+    no_resume = CliRunner().invoke(app, args + ["--resume"])
+    assert no_resume.exit_code == 2 and "not supported with --engine ray" in no_resume.output
+    with pytest.raises(AnnotationError, match="cannot resume.*no fixed order"):
+        annotate_with_ray(str(untrained_pipeline), [input_folder], output, resume=True)
     done = CliRunner().invoke(app, args + ["--overwrite"])
     assert done.exit_code == 0, done.output
     table = pq.read_table(output)
