@@ -82,6 +82,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--texts", type=int, default=600, help="number of texts")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--quantize", default=None, help="int8: (a) runs the quantized pipeline")
+    parser.add_argument("--whole-text-windows", action="store_true",
+                        help="(a) cuts texts with spacy_bert_zh.whole_text_spans.v1 (500/448), the "
+                             "span getter of configs/*.cfg, whatever the pipeline was trained with")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for all")
     parser.add_argument("--repeats", type=int, default=3, help="timings per measure (best kept)")
     parser.add_argument("--seed", type=int, default=0)
@@ -147,6 +150,10 @@ def prepare_annotate(model: str, texts: list[str], tmp: Path, args) -> Callable[
     options = AnnotateOptions(batch_size=args.batch_size, quantize=args.quantize, progress=False,
                               overwrite=True)
     nlp = prepare_pipeline(load_pipeline(model), options)
+    if args.whole_text_windows:
+        from spacy_bert_zh.span_getters import configure_whole_text_spans
+
+        nlp.get_pipe("transformer").model.attrs["get_spans"] = configure_whole_text_spans()
     annotate_table(nlp, pa.table({"text": texts[:8]}))  # warm-up
     source, dest = tmp / "input.parquet", tmp / "output.parquet"
     pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), source)
@@ -222,7 +229,8 @@ def report(rates: dict[str, float], texts: list[str], args: argparse.Namespace) 
     print(f"{args.corpus}: {len(texts)} texts, {total_chars(texts):,} characters "
           f"(mean {total_chars(texts) / len(texts):.0f}), batch size {args.batch_size}, "
           f"torch threads {args.threads}, model {args.model or 'untrained'}"
-          + (f", (a) quantized {args.quantize}" if args.quantize else ""))
+          + (f", (a) quantized {args.quantize}" if args.quantize else "")
+          + (", (a) whole-text windows" if args.whole_text_windows else ""))
     print(f"(a) annotate, Parquet in/out          {rates['a']:10,.0f} chars/s")
     print(f"(b) bare encoder, pipeline windows    {rates['b']:10,.0f} chars/s")
     print(f"(w) bare encoder, whole texts (512)   {rates['w']:10,.0f} chars/s")
