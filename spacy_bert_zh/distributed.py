@@ -101,6 +101,9 @@ def annotate_with_ray(model: str, input_paths: list[Path], output: Path,
         start_ray(ray, ray_options.address)
     try:
         plan = plan_workers(ray.cluster_resources(), ray_options)
+        if plan.gpus and options.quantize:
+            raise AnnotationError("--quantize int8 runs on CPU only; with --gpus-per-worker use "
+                                  "--half instead")
         dataset = ray.data.read_parquet([str(path) for path in files]).select_columns(columns)
         # Ray hands a whole block to one worker: cut the input into blocks small enough for
         # every worker to get several (streaming, nothing is shuffled or held back).
@@ -141,7 +144,8 @@ class PipelineWorker:
 
         torch.set_num_threads(threads)
         # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU, so it is GPU 0 here.
-        self.options = AnnotateOptions.of(options, gpu_id=0 if use_gpu else -1)
+        self.options = AnnotateOptions.of(options, gpu_id=0 if use_gpu else -1,
+                                          half=options.half and use_gpu)
         self.nlp = prepare_pipeline(model, self.options)
         self.info = info
 
