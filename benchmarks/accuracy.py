@@ -8,12 +8,14 @@ same number of examples seen. Prints test entity F1 and accuracy of both side by
 
     python benchmarks/accuracy.py --max-steps 300 --seeds 0,1,2   # CPU budget, three samples
     python benchmarks/accuracy.py --max-steps 3000 --gpu-id 0 --config gpu --n-train 20000
+    python benchmarks/accuracy.py --seeds 0 --skip-baseline --save /tmp/msra_shop_pipeline  # keep it
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -80,6 +82,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")], default=[0],
                         help="comma-separated; one sample and one training run per seed, e.g. 0,1,2")
     parser.add_argument("--output", default=None, help="write the figures as JSON here")
+    parser.add_argument("--save", default=None, help="keep our trained pipeline (model-best) in this folder "
+                        "(one subfolder seed<N> per seed when there are several seeds)")
     return parser.parse_args()
 
 
@@ -117,6 +121,10 @@ def train_spacy(data: dict, encoder: str, seed: int, args) -> dict:
             overrides["training.batcher.size"] = args.batch_size
         train(config, tmp / "out", use_gpu=args.gpu_id, overrides=overrides)
         scores = evaluate_pipeline(tmp / "out" / "model-last", [tmp / "test"])
+        if args.save:
+            dest = Path(args.save) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.save)
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(tmp / "out" / "model-best", dest)
     return {"ner_f": scores["ner"]["f"], "accuracy": scores["textcat"]["accuracy"]}
 
 

@@ -1,0 +1,151 @@
+"""int8 quantization (spacy_bert_zh.quantize): same Doc schema as fp32, close predictions, clear errors."""
+from __future__ import annotations
+
+import pickle
+import sys
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Span
+
+from spacy_bert_zh.quantize import Int8Encoder, QuantizationUnavailable, is_quantized, quantize_pipeline
+
+# Invented sentences (names, places, shopping reviews), not taken from any corpus.
+TEXTS = [
+    "周小明上周从杭州坐高铁去了南京，参观了中山陵。",
+    "这台洗衣机噪音很小，洗得也干净，就是送货慢了两天。",
+    "陈静在深圳一家科技公司工作，每天骑车上班。",
+    "书的纸张太薄了，印刷也模糊，不推荐购买。",
+    "王老师带着学生们去西湖边写生，天气非常好。",
+    "酒店离火车站很近，房间干净，早餐种类少了点。",
+    "刘强东在北京宣布公司将在成都建立新的物流中心。",
+    "耳机音质一般，戴久了耳朵疼，退货也很麻烦。",
+    "李华的妈妈在广州开了一家小饭馆，生意很红火。",
+    "水果收到的时候已经坏了好几个，客服态度还不错。",
+    "张伟和赵敏在上海外滩拍了很多照片。",
+    "这款面霜用了一个月，皮肤明显变好了，会回购。",
+]
+
+
+def randomize_textcat_output(nlp) -> None:
+    """The untrained textcat outputs uniform cats; seeded random output weights make them differ."""
+    layer = [node for node in nlp.get_pipe("textcat").model.walk() if node.name == "softmax"][-1]
+    layer.set_param("W", numpy.random.RandomState(1).normal(0.0, 0.01, layer.get_param("W").shape).astype("f"))
+
+
+@pytest.fixture(scope="module")
+def pipelines(untrained_pipeline):
+    """(fp32, int8) copies of the untrained pipeline, with the same random textcat output."""
+    fp32, int8 = spacy.load(untrained_pipeline), spacy.load(untrained_pipeline)
+    for nlp in (fp32, int8):
+        randomize_textcat_output(nlp)
+    return fp32, quantize_pipeline(int8)
+
+
+def entities(doc) -> set:
+    return {(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents}
+
+
+def top_label(doc) -> str:
+    return max(doc.cats, key=doc.cats.get)
+
+
+def test_int8_docs_have_the_fp32_attributes(pipelines):
+    fp32, int8 = pipelines
+    assert is_quantized(int8) and not is_quantized(fp32)
+    for a, b in zip(fp32.pipe(TEXTS[:4]), int8.pipe(TEXTS[:4])):
+        assert all(isinstance(ent, Span) for ent in b.ents)
+        assert {ent.label_ for ent in b.ents} <= {"PER", "LOC", "ORG"}
+        assert list(a.cats) == list(b.cats) and all(isinstance(v, float) for v in b.cats.values())
+        out_a, out_b = a._.trf_data.model_output, b._.trf_data.model_output
+        assert list(out_a) == list(out_b)
+        for key in out_a:
+            assert type(out_a[key]) is type(out_b[key])
+            assert out_a[key].shape == out_b[key].shape and out_a[key].dtype == out_b[key].dtype
+    doc = int8(TEXTS[0])  # nlp(text) as well as nlp.pipe
+    assert entities(doc) == entities(next(int8.pipe(TEXTS[:1])))
+
+
+def test_int8_agrees_with_fp32(pipelines):
+    """Random heads make near-ties, so labels must agree wherever fp32's top class leads clearly."""
+    fp32, int8 = pipelines
+    docs = list(zip(fp32.pipe(TEXTS), int8.pipe(TEXTS)))
+    clear = [(a, b) for a, b in docs if margin(a.cats) > 0.05]
+    assert len(clear) >= len(docs) // 2 and all(top_label(a) == top_label(b) for a, b in clear)
+    assert sum(top_label(a) == top_label(b) for a, b in docs) >= 0.75 * len(docs)
+    assert max(abs(a.cats[k] - b.cats[k]) for a, b in docs for k in a.cats) < 0.05
+    gold = sum(len(entities(a)) for a, _ in docs)
+    guessed = sum(len(entities(b)) for _, b in docs)
+    shared = sum(len(entities(a) & entities(b)) for a, b in docs)
+    assert gold > 0, "the untrained ner should predict entities"
+    assert 2 * shared / (gold + guessed) >= 0.85
+
+
+def margin(cats: dict) -> float:
+    first, second = sorted(cats.values(), reverse=True)[:2]
+    return first - second
+
+
+def test_quantizing_twice_is_a_no_op(pipelines):
+    _, int8 = pipelines
+    shim = int8.get_pipe("transformer").model.layers[0].shims[0]
+    encoder = shim._model
+    assert isinstance(encoder, Int8Encoder)
+    assert quantize_pipeline(int8) is int8 and shim._model is encoder
+
+
+def test_pickled_int8_pipeline_keeps_its_encoder(pipelines):
+    """What spawned nlp.pipe(n_process=...) workers receive."""
+    _, int8 = pipelines
+    copy = pickle.loads(pickle.dumps(int8))
+    assert is_quantized(copy)
+    assert entities(copy(TEXTS[1])) == entities(int8(TEXTS[1]))
+
+
+def test_int8_pipeline_cannot_be_saved(pipelines, tmp_path):
+    _, int8 = pipelines
+    with pytest.raises(NotImplementedError, match="save the fp32 pipeline"):
+        int8.to_disk(tmp_path / "int8")
+
+
+def test_int8_pipeline_has_a_weight_hash(pipelines):
+    """annotate's checkpoints hash the weights of a pipeline given as a Language: int8 ones too."""
+    from spacy_bert_zh.checkpoint import pipeline_hash
+
+    fp32, int8 = pipelines
+    assert pipeline_hash(int8) == pipeline_hash(int8) != pipeline_hash(fp32)
+
+
+def test_unknown_mode_is_an_error():
+    with pytest.raises(ValueError, match="unknown quantization mode 'int4'"):
+        quantize_pipeline(spacy.blank("zh"), mode="int4")
+
+
+def test_pipeline_without_transformer_is_an_error():
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("sentencizer")
+    with pytest.raises(ValueError, match="no transformer pipe"):
+        quantize_pipeline(nlp)
+
+
+def test_gpu_pipeline_is_an_error(pipelines, monkeypatch):
+    import thinc.api
+
+    class GpuOps:
+        device_type = "gpu"
+
+    nlp, _ = pipelines
+    monkeypatch.setattr(thinc.api, "get_current_ops", lambda: GpuOps())
+    with pytest.raises(ValueError, match="CPU only"):
+        quantize_pipeline(nlp)
+    assert not is_quantized(nlp)
+
+
+def test_missing_ctranslate2_tells_what_to_install(pipelines, monkeypatch):
+    nlp, _ = pipelines
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+    monkeypatch.setitem(sys.modules, "ctranslate2.converters.transformers", None)
+    with pytest.raises(QuantizationUnavailable, match=r"pip install 'spacy-bert-zh\[fast\]'"):
+        quantize_pipeline(nlp)
+    assert isinstance(QuantizationUnavailable("x"), ImportError)
