@@ -149,3 +149,29 @@ def test_missing_ctranslate2_tells_what_to_install(pipelines, monkeypatch):
     with pytest.raises(QuantizationUnavailable, match=r"pip install 'spacy-bert-zh\[fast\]'"):
         quantize_pipeline(nlp)
     assert isinstance(QuantizationUnavailable("x"), ImportError)
+
+
+def test_annotate_quantize_int8_keeps_the_output_schema(untrained_pipeline, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from spacy_bert_zh.cli import app
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(len(TEXTS))), "text": TEXTS}), source)
+
+    def annotate(dest, *options):
+        return CliRunner().invoke(app, ["annotate", str(untrained_pipeline), str(source), str(dest),
+                                        "--quiet", *options])
+
+    assert annotate(tmp_path / "fp32.parquet").exit_code == 0
+    result = annotate(tmp_path / "int8.parquet", "--quantize", "int8")
+    assert result.exit_code == 0, result.output
+    fp32, int8 = pq.read_table(tmp_path / "fp32.parquet"), pq.read_table(tmp_path / "int8.parquet")
+    assert int8.schema.equals(fp32.schema, check_metadata=False)
+    assert int8.column("id").to_pylist() == list(range(len(TEXTS)))
+    on_gpu = annotate(tmp_path / "gpu.parquet", "--quantize", "int8", "--gpu-id", "0")
+    assert on_gpu.exit_code == 2 and "CPU only" in on_gpu.output and "--half" in on_gpu.output
+    unknown = annotate(tmp_path / "int4.parquet", "--quantize", "int4")
+    assert unknown.exit_code == 2 and "--quantize must be one of int8" in unknown.output
