@@ -2,7 +2,8 @@
 
 An output file is written under a hidden temporary name next to it (``.NAME.partial``) and
 renamed only once its last row group and footer are on disk, so a file with the final name is
-always complete; a killed run leaves at most a ``.partial`` file, which the next run replaces.
+always complete; a killed run leaves at most a ``.partial`` file, which the next run replaces
+(the windows annotated before the kill are kept apart, by ``checkpoint.py``).
 """
 from __future__ import annotations
 
