@@ -27,7 +27,7 @@ from .arrow_output import check_columns, check_text_column, kept_column_names, o
 from .checkpoint import Checkpoint, existing_checkpoint, pipeline_hash, run_identity
 from .parquet_io import FileJob, InputError, is_complete_output, plan_jobs, with_annotation_metadata
 from .pieces import Window, window_pieces
-from .pipeline_runner import load_pipeline, prepare_pipeline, run_pipeline
+from .pipeline_runner import as_pipeline, load_pipeline, run_pipeline, set_precision
 from .progress import progress_bar
 
 __all__ = ["AnnotateOptions", "AnnotationError", "AnnotationSummary", "annotate_files",
@@ -102,10 +102,9 @@ def annotate_files(model: str | Language, input_spec: str | Path, output: str | 
         jobs = plan_jobs(input_spec, output)
     except InputError as error:
         raise AnnotationError(str(error)) from error
-    nlp = model if isinstance(model, Language) else load_pipeline(
-        model, options.gpu_id, options.components)
+    nlp = as_pipeline(model, options)
     pipeline_id = pipeline_hash(nlp)  # before quantizing: the weights that were trained
-    nlp = prepare_pipeline(nlp, options)
+    set_precision(nlp, options)
     summary = AnnotationSummary()
     todo = preflight(nlp, jobs, options, pipeline_id, summary)
     with progress_bar(sum(rows for _, rows, _ in todo), enabled=options.progress) as advance:
@@ -154,7 +153,8 @@ def annotate_file(nlp: Language, job: FileJob, options: AnnotateOptions, identit
     needed = list(dict.fromkeys([*kept, options.text_column]))
     resumable = options.resume and existing_checkpoint(job.dest) is not None
     checkpoint = (Checkpoint.resume if resumable else Checkpoint.start)(job.dest, identity)
-    done, kept_rows = len(checkpoint.finished()), checkpoint.finished_rows()
+    finished = checkpoint.finished()
+    done, kept_rows = len(finished), sum(pq.read_metadata(path).num_rows for path in finished)
     if tally.on_progress:
         tally.on_progress(kept_rows, 0)
     windows = skip_windows(source.iter_batches(batch_size=options.window_rows, columns=needed),
@@ -205,9 +205,9 @@ def preflight(nlp: Language, jobs: list[FileJob], options: AnnotateOptions, pipe
                 summary.skipped.append(job.dest)
                 continue
             in_the_way.append(job.dest)
-        elif existing_checkpoint(job.dest):
+        elif (leftover := existing_checkpoint(job.dest)) is not None:
             if not options.resume:
-                in_the_way.append(existing_checkpoint(job.dest))
+                in_the_way.append(leftover)
             else:
                 Checkpoint.resume(job.dest, identity)  # raises if it belongs to another run
         todo.append((job, rows, identity))

@@ -69,10 +69,6 @@ class Checkpoint:
             parts.append(self.folder / PART_PATTERN.format(len(parts)))
         return parts
 
-    def finished_rows(self) -> int:
-        """How many input rows the finished windows hold."""
-        return sum(pq.read_metadata(path).num_rows for path in self.finished())
-
     def write(self, number: int, table: pa.Table) -> None:
         """Store window ``number`` (written under a temporary name, then renamed)."""
         path = self.folder / PART_PATTERN.format(number)

@@ -42,8 +42,18 @@ def load_pipeline(model: str, gpu_id: int = -1, components: Optional[list[str]] 
 
 def prepare_pipeline(model: str | Language, options: AnnotateOptions) -> Language:
     """The pipeline to annotate with: loaded if named, then in float16 (``half``) or int8 (``quantize``)."""
-    nlp = model if isinstance(model, Language) else load_pipeline(
-        model, options.gpu_id, options.components)
+    return set_precision(as_pipeline(model, options), options)
+
+
+def as_pipeline(model: str | Language, options: AnnotateOptions) -> Language:
+    """``model`` itself if it is a loaded pipeline, else loaded with the options' GPU and components."""
+    if isinstance(model, Language):
+        return model
+    return load_pipeline(model, options.gpu_id, options.components)
+
+
+def set_precision(nlp: Language, options: AnnotateOptions) -> Language:
+    """Switch ``nlp`` to float16 autocast (``half``) or int8 weights (``quantize``), in place."""
     if options.half:
         use_mixed_precision(nlp)
     if options.quantize:

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from spacy.language import Language
 
-import spacy_bert_zh.annotation
+import spacy_bert_zh.pipeline_runner
 from spacy_bert_zh.annotation import annotate_files, annotate_table, load_pipeline
 
 from test_annotation import run_cli, write_parquet
@@ -71,7 +71,7 @@ def test_annotate_files_counts_failed_rows_and_the_cli_exits_3(
     errors = pq.read_table(tmp_path / "out.parquet").column("error").to_pylist()
     assert [row for row, error in enumerate(errors) if error] == [3, 17]
 
-    monkeypatch.setattr(spacy_bert_zh.annotation, "load_pipeline", lambda *args: fragile_nlp)
+    monkeypatch.setattr(spacy_bert_zh.pipeline_runner, "load_pipeline", lambda *args: fragile_nlp)
     result = run_cli(untrained_pipeline, source, tmp_path / "cli.parquet", "--quiet")
     assert result.exit_code == 3, result.output
     assert "2 row(s) made the pipeline fail" in result.output
