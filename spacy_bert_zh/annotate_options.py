@@ -41,6 +41,7 @@ class AnnotateOptions:
     gpu_id: int = -1
     half: bool = False
     quantize: Optional[str] = None
+    tag_probs: bool = False       # add the ner's per-character tag probabilities (``tag_probs``)
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -81,6 +82,7 @@ class AnnotateOptions:
         return {"text_column": self.text_column, "keep_columns": self.kept_columns,
                 "window_rows": self.window_rows, "max_chars": self.max_chars,
                 "components": self.components, "quantize": self.quantize, "half": self.half,
+                "tag_probs": self.tag_probs,
                 "batch_size": self.batch_size, "sort_by_length": self.sort_by_length}
 
 

@@ -27,7 +27,7 @@ from .arrow_output import check_columns, check_text_column, kept_column_names, o
 from .checkpoint import Checkpoint, existing_checkpoint, pipeline_hash, run_identity
 from .parquet_io import FileJob, InputError, is_complete_output, plan_jobs, with_annotation_metadata
 from .pieces import Window, window_pieces
-from .pipeline_runner import as_pipeline, load_pipeline, run_pipeline, set_precision
+from .pipeline_runner import as_pipeline, keep_tag_probabilities, load_pipeline, run_pipeline, set_precision
 from .progress import progress_bar
 
 __all__ = ["AnnotateOptions", "AnnotationError", "AnnotationSummary", "annotate_files",
@@ -132,9 +132,11 @@ def annotate_table(nlp: Language, table: pa.Table | pa.RecordBatch,
     inside this table to cut padding (the output order is unchanged). Texts longer than
     ``max_chars`` are annotated in pieces cut at sentence ends (bounded memory); their entities
     are merged with offsets into the whole text, their cats averaged weighted by piece length.
-    A row that makes the pipeline raise gets empty predictions and its ``error``.
+    A row that makes the pipeline raise gets empty predictions and its ``error``. ``tag_probs``
+    switches the ner's probabilities (the ``tag_probs`` column) on or off for ``nlp``.
     """
     options = AnnotateOptions.of(options, **changes)
+    keep_tag_probabilities(nlp, options.tag_probs)
     check_text_column(table.schema, options.text_column, "input table")
     schema = output_schema(nlp, table.schema, options.kept_columns)
     kept = kept_column_names(table.schema, options.kept_columns)

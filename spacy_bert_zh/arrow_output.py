@@ -2,13 +2,17 @@
 
 Output columns: the kept input columns, then ``entities`` (list of text/label/start_char/end_char,
 character offsets into the input string), ``cats`` (every textcat label's score) and ``label``
-(the top class) where a running pipe fills them, and always ``error`` (null, or why the pipeline
-failed on that row, whose predictions are then empty).
+(the top class) where a running pipe fills them, ``tag_probs`` when asked (``--tag-probs``: per
+character of the text, the ner's probability of each tag named in the field's metadata, or an
+empty list where no token starts), and always ``error`` (null, or why the pipeline failed on that
+row, whose predictions are then empty).
 """
 from __future__ import annotations
 
+import json
 from typing import Optional, Sequence
 
+import numpy
 import pyarrow as pa
 from spacy.language import Language
 
@@ -25,6 +29,9 @@ ENTITIES_FIELD = pa.field("entities", pa.list_(ENTITY_TYPE))
 CATS_FIELD = pa.field("cats", pa.map_(pa.string(), pa.float32()))
 LABEL_FIELD = pa.field("label", pa.string())
 ERROR_FIELD = pa.field("error", pa.string())
+TAG_PROBS_TYPE = pa.list_(pa.list_(pa.float32()))
+TAG_PROBS_NAME = "tag_probs"
+TAGS_METADATA_KEY = b"tags"   # the tag_probs field's metadata: a JSON list of the tag names
 
 
 # --- schema and checks ----------------------------------------------------------------------
@@ -50,7 +57,20 @@ def predicted_fields(nlp: Language) -> list[pa.Field]:
     assigned = {attr for name in nlp.pipe_names for attr in nlp.get_pipe_meta(name).assigns}
     fields = [ENTITIES_FIELD] if "doc.ents" in assigned else []
     fields += [CATS_FIELD, LABEL_FIELD] if "doc.cats" in assigned else []
+    fields += [tag_probs_field(pipe.labels) for _, pipe in nlp.pipeline
+               if getattr(pipe, "keep_probabilities", False)][:1]
     return fields + [ERROR_FIELD]
+
+
+def tag_probs_field(tags: Sequence[str]) -> pa.Field:
+    """The ``tag_probs`` field, naming its tags (in column order) in the field's metadata."""
+    return pa.field(TAG_PROBS_NAME, TAG_PROBS_TYPE,
+                    metadata={TAGS_METADATA_KEY: json.dumps(list(tags), ensure_ascii=False)})
+
+
+def tag_names(field: pa.Field) -> list[str]:
+    """The tags of a ``tag_probs`` field, in column order."""
+    return json.loads((field.metadata or {})[TAGS_METADATA_KEY])
 
 
 def kept_column_names(input_schema: pa.Schema, keep_columns: Optional[list[str]]) -> list[str]:
@@ -104,10 +124,28 @@ def results_to_table(results: Sequence[Optional[RowResult]], kept: pa.Table | pa
                      schema: pa.Schema) -> pa.Table:
     """Append the predicted columns of ``schema`` (those after the kept ones), built from ``results``."""
     builders = {ENTITIES_FIELD.name: entities_array, CATS_FIELD.name: cats_array,
-                LABEL_FIELD.name: label_array, ERROR_FIELD.name: error_array}
+                LABEL_FIELD.name: label_array, ERROR_FIELD.name: error_array,
+                TAG_PROBS_NAME: lambda rows: tag_probs_array(rows, len(tag_names(schema.field(TAG_PROBS_NAME))))}
     predicted = schema.names[kept.num_columns:]
     columns = list(kept.columns) + [builders[name](results) for name in predicted]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def tag_probs_array(results: Sequence[Optional[RowResult]], n_tags: int) -> pa.Array:
+    """``list<list<float>>``: per character, the tag probabilities (empty where no token starts);
+    an empty list for blank and failed rows."""
+    row_offsets, char_offsets, values = [0], [0], []
+    for result in results:
+        if result is not None and result.tag_probs:
+            probs, has_token = result.character_tag_probs(n_tags)
+            values.append(probs[has_token].ravel())
+            char_offsets.extend(char_offsets[-1] + numpy.cumsum(has_token * n_tags))
+            row_offsets.append(row_offsets[-1] + result.length)
+        else:
+            row_offsets.append(row_offsets[-1])
+    flat = numpy.concatenate(values) if values else numpy.zeros(0, dtype=numpy.float32)
+    chars = pa.ListArray.from_arrays(pa.array(char_offsets, pa.int32()), pa.array(flat, pa.float32()))
+    return pa.ListArray.from_arrays(pa.array(row_offsets, pa.int32()), chars, type=TAG_PROBS_TYPE)
 
 
 def entities_array(results: Sequence[Optional[RowResult]]) -> pa.Array:

@@ -142,6 +142,9 @@ def annotate_cmd(
     half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
     quantize: Optional[str] = typer.Option(None, help="int8: run the encoder with int8 weights "
                                            "(CPU only; needs the [fast] extra)."),
+    tag_probs: bool = typer.Option(False, "--tag-probs", help="Add a tag_probs column: per "
+                                   "character, the ner's probability of each tag (soft targets "
+                                   "for distillation; tag names in the field's metadata)."),
     n_process: int = typer.Option(1, help="Worker processes for nlp.pipe (CPU)."),
     components: Optional[str] = typer.Option(None, help="Comma list of the pipes to run (the "
                                              "transformer they listen to runs too); default all."),
@@ -175,7 +178,7 @@ def annotate_cmd(
             text_column=text_column, id_column=id_column, keep_columns=comma_list(keep_columns),
             batch_size=batch_size, window_rows=window_rows, sort_by_length=sort,
             max_chars=max_chars, n_process=n_process, components=comma_list(components) or None,
-            gpu_id=gpu_id, half=half, quantize=quantize, resume=resume, overwrite=overwrite,
+            gpu_id=gpu_id, half=half, quantize=quantize, tag_probs=tag_probs, resume=resume, overwrite=overwrite,
             progress=not quiet)
         if engine == "ray":
             typer.echo(run_ray_engine(model, input_spec, output, options,

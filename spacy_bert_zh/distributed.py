@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from .annotate_options import AnnotateOptions, AnnotationError, RayOptions
 from .annotation import annotate_table, pipeline_info
 from .arrow_output import ERROR_FIELD, check_columns, output_schema
-from .pipeline_runner import load_pipeline, prepare_pipeline
+from .pipeline_runner import as_pipeline, prepare_pipeline
 from .parquet_io import InputError, input_files, with_annotation_metadata
 
 RAY_INSTALL_HINT = "pip install 'spacy-bert-zh[ray]'"
@@ -186,7 +186,7 @@ def preflight(model: str, files: list[Path], options: AnnotateOptions,
     Return the input columns to read, the output schema and the output metadata. The pipeline
     is loaded here once (on CPU) to know its output columns, then dropped.
     """
-    nlp = load_pipeline(model, -1, options.components)
+    nlp = as_pipeline(model, AnnotateOptions.of(options, gpu_id=-1, half=False))
     text_column, keep_columns = options.text_column, options.kept_columns
     schema = None
     for path in files:

@@ -12,7 +12,7 @@ missing, since their vector carries no evidence to learn from.
 """
 
 from itertools import islice
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence
 
 import numpy
 from spacy.language import Language
@@ -25,6 +25,9 @@ from .dropped_characters import unaligned_tokens
 
 NER_TAGGER_FACTORY = "ner_tagger"
 OUTSIDE = "O"
+# doc.user_data key of per-token tag probabilities (tokens x tags, in ``labels`` order): written by
+# ``set_annotations`` when ``keep_probabilities`` is on; read by ``get_loss`` as soft targets
+TAG_PROBS_KEY = "spacy_bert_zh.tag_probs"
 
 DEFAULT_NER_TAGGER_MODEL = {
     "@architectures": "spacy.Tagger.v2",
@@ -34,8 +37,22 @@ DEFAULT_NER_TAGGER_MODEL = {
 }
 
 
+class TagGuesses(NamedTuple):
+    """What ``NERTagger.predict`` returns: the decoded tag ids and the tag probabilities, per doc."""
+
+    paths: List[numpy.ndarray]
+    probabilities: List[numpy.ndarray]
+
+
 class NERTagger(Tagger):
-    """Entity recognizer that tags each token O, B-label or I-label; ``labels`` are those tags."""
+    """Entity recognizer that tags each token O, B-label or I-label; ``labels`` are those tags.
+
+    With ``keep_probabilities`` set, each annotated doc also gets its tag probabilities in
+    ``doc.user_data[TAG_PROBS_KEY]`` (what ``annotate --tag-probs`` writes, and what a distilled
+    student learns from). A reference doc that carries them is trained on them as soft targets.
+    """
+
+    keep_probabilities = False
 
     @property
     def entity_labels(self) -> tuple:
@@ -67,11 +84,34 @@ class NERTagger(Tagger):
         nor do tokens the encoder sees nothing of: the gold stays in the doc, but with no evidence
         there the model has nothing to learn, and ``predict`` makes them O anyway."""
         validate_examples(examples, "NERTagger.get_loss")
-        truths = [trainable_tags(biluo_to_bio(eg.get_aligned_ner()), unaligned_tokens(eg.predicted))
-                  for eg in examples]
+        examples = list(examples)
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
-        d_scores, loss = loss_func(scores, truths)
+        hard = [i for i, eg in enumerate(examples) if soft_targets(eg) is None]
+        d_scores, loss = list(scores), 0.0
+        if hard:
+            truths = [trainable_tags(biluo_to_bio(examples[i].get_aligned_ner()),
+                                     unaligned_tokens(examples[i].predicted)) for i in hard]
+            d_hard, loss = loss_func([scores[i] for i in hard], truths)
+            for i, d in zip(hard, d_hard):
+                d_scores[i] = d
+        for i, eg in enumerate(examples):
+            if i not in hard:
+                d_scores[i], doc_loss = self.soft_loss(scores[i], soft_targets(eg), eg.predicted)
+                loss += doc_loss
         return float(loss), d_scores
+
+    def soft_loss(self, probs, targets: numpy.ndarray, doc: Doc) -> tuple:
+        """Cross-entropy against a teacher's tag probabilities (gradient ``probs - targets``), with
+        the tokens the encoder sees nothing of left out, as in the hard loss."""
+        ops = self.model.ops
+        if targets.shape != tuple(probs.shape):
+            raise ValueError(f"soft tag targets of shape {targets.shape} for a doc of {len(doc)} "
+                             f"tokens and {len(self.labels)} tags: were they made with other labels?")
+        keep = ops.asarray2f((~unaligned_tokens(doc))[:, None].astype("f"))
+        targets = ops.asarray2f(targets)
+        d_probs = (probs - targets) * keep
+        loss = -float((targets * ops.xp.log(ops.xp.clip(probs, 1e-12, None)) * keep).sum())
+        return d_probs, loss
 
     def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
         """The best valid tag path of each doc, with the tokens the encoder sees nothing of as O.
@@ -82,17 +122,26 @@ class NERTagger(Tagger):
         """
         docs = list(docs)
         if not any(len(doc) for doc in docs):
-            return [numpy.zeros((0,), dtype="i") for _ in docs]
-        scores = self.model.predict(docs)
+            empty = [numpy.zeros((0,), dtype="i") for _ in docs]
+            return TagGuesses(empty, [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs])
+        probabilities = [self.model.ops.to_numpy(doc_scores) for doc_scores in self.model.predict(docs)]
         allowed = allowed_transitions(self.labels)
-        return [best_tag_path(self.model.ops.to_numpy(doc_scores), allowed,
-                              outside_only(unaligned_tokens(doc), self.labels))
-                for doc, doc_scores in zip(docs, scores)]
+        paths = [best_tag_path(probs, allowed, outside_only(unaligned_tokens(doc), self.labels))
+                 for doc, probs in zip(docs, probabilities)]
+        return TagGuesses(paths, probabilities)
 
-    def set_annotations(self, docs: Iterable[Doc], guesses: List[numpy.ndarray]) -> None:
-        """Write the decoded tags as ``doc.ents`` (replacing what was there)."""
-        for doc, tag_ids in zip(docs, guesses):
+    def set_annotations(self, docs: Iterable[Doc], guesses: TagGuesses) -> None:
+        """Write the decoded tags as ``doc.ents`` (replacing what was there), and the tag
+        probabilities to ``doc.user_data`` when ``keep_probabilities`` is on."""
+        for doc, tag_ids, probs in zip(docs, guesses.paths, guesses.probabilities):
             doc.ents = tags_to_spans(doc, [self.labels[i] for i in tag_ids])
+            if self.keep_probabilities:
+                doc.user_data[TAG_PROBS_KEY] = probs.astype("float32", copy=False)
+
+
+def soft_targets(example: Example) -> Optional[numpy.ndarray]:
+    """The reference doc's tag probabilities (soft targets), if it carries them."""
+    return example.reference.user_data.get(TAG_PROBS_KEY)
 
 
 def biluo_to_bio(tags: Sequence[Optional[str]]) -> List[Optional[str]]:

@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional
 
+import numpy
 import pyarrow as pa
 from spacy.tokens import Doc
+
+from .ner_tagger import TAG_PROBS_KEY
 
 SENTENCE_ENDS = "。！？!?\n；;…"
 BATCH_CHARS_PER_TEXT = 256    # a batch holds at most batch_size * this many characters
@@ -26,15 +29,20 @@ class RowResult:
     """The predictions for one row, merged over its pieces (entity offsets into the whole text)."""
 
     pieces_left: int
+    length: int = 0                       # characters in the row's text
     entities: list[tuple[str, str, int, int]] = field(default_factory=list)
     cat_sums: dict[str, float] = field(default_factory=dict)
     chars: int = 0
     error: Optional[str] = None
+    tag_probs: list[tuple[numpy.ndarray, numpy.ndarray]] = field(default_factory=list)
 
     def add(self, doc: Doc, start: int) -> bool:
         """Merge the doc of the piece at ``start``; True when it was the row's last piece."""
         self.entities.extend((ent.text, ent.label_, ent.start_char + start, ent.end_char + start)
                              for ent in doc.ents)
+        if TAG_PROBS_KEY in doc.user_data:  # (character offsets of the tokens, their probabilities)
+            starts = numpy.fromiter((token.idx + start for token in doc), dtype=numpy.int64, count=len(doc))
+            self.tag_probs.append((starts, doc.user_data[TAG_PROBS_KEY]))
         weight = len(doc.text)
         for label, score in doc.cats.items():
             self.cat_sums[label] = self.cat_sums.get(label, 0.0) + score * weight
@@ -50,12 +58,22 @@ class RowResult:
         """Count one piece as done; True when it was the row's last one."""
         self.pieces_left -= 1
         if self.pieces_left == 0 and self.error is not None:
-            self.entities, self.cat_sums = [], {}
+            self.entities, self.cat_sums, self.tag_probs = [], {}, []
         return self.pieces_left == 0
 
     def sorted_entities(self) -> list[tuple[str, str, int, int]]:
         """The entities in text order (pieces may come back in any order)."""
         return sorted(self.entities, key=lambda entity: entity[2])
+
+    def character_tag_probs(self, n_tags: int) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """(probabilities, has_token): one row per character of the text; characters on which no
+        token starts (spaces kept as a token's trailing whitespace) have ``has_token`` False."""
+        probs = numpy.zeros((self.length, n_tags), dtype=numpy.float32)
+        has_token = numpy.zeros(self.length, dtype=bool)
+        for starts, piece_probs in self.tag_probs:
+            probs[starts] = piece_probs
+            has_token[starts] = True
+        return probs, has_token
 
     def cats(self) -> Optional[dict[str, float]]:
         """Each label's score, averaged over the pieces weighted by their length (None if none)."""
@@ -101,7 +119,7 @@ def window_pieces(tables: Iterable[pa.Table | pa.RecordBatch], text_column: str,
             row_pieces = [(text[start:end], (number, row, start))
                           for start, end in piece_bounds(text, max_chars)]
             row_pieces = [piece for piece in row_pieces if not piece[0].isspace()]
-            rows[row] = RowResult(pieces_left=len(row_pieces))
+            rows[row] = RowResult(pieces_left=len(row_pieces), length=len(text))
             pieces.extend(row_pieces)
         if sort_by_length:
             pieces.sort(key=lambda piece: len(piece[0]), reverse=True)

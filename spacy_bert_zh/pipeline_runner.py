@@ -46,10 +46,23 @@ def prepare_pipeline(model: str | Language, options: AnnotateOptions) -> Languag
 
 
 def as_pipeline(model: str | Language, options: AnnotateOptions) -> Language:
-    """``model`` itself if it is a loaded pipeline, else loaded with the options' GPU and components."""
-    if isinstance(model, Language):
-        return model
-    return load_pipeline(model, options.gpu_id, options.components)
+    """``model`` itself if it is a loaded pipeline, else loaded with the options' GPU and
+    components; with ``tag_probs``, its ner keeps the tag probabilities of every doc."""
+    nlp = model if isinstance(model, Language) else load_pipeline(model, options.gpu_id, options.components)
+    keep_tag_probabilities(nlp, options.tag_probs)
+    return nlp
+
+
+def keep_tag_probabilities(nlp: Language, keep: bool) -> None:
+    """Switch the ``ner_tagger`` pipes' ``keep_probabilities`` (what the ``tag_probs`` column reads)."""
+    from .ner_tagger import NERTagger
+
+    taggers = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, NERTagger)]
+    if keep and not taggers:
+        raise AnnotationError(f"--tag-probs needs a running ner_tagger pipe; this pipeline runs "
+                              f"{', '.join(nlp.pipe_names) or 'none'}")
+    for tagger in taggers:
+        tagger.keep_probabilities = keep
 
 
 def set_precision(nlp: Language, options: AnnotateOptions) -> Language:
