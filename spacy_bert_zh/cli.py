@@ -117,6 +117,49 @@ def make_corpus_cmd(
     for path in write_sample_corpus(out_dir, seed=seed):
         typer.echo(f"wrote {path}")
 
+# --- distill command (distill.py) -------------------------------------------------------------
+
+@app.command("distill")
+def distill_cmd(
+    teacher: str = typer.Argument(..., help="The trained pipeline to distil (folder or package name)."),
+    unlabelled: Path = typer.Argument(..., help="Parquet file of unlabelled texts."),
+    output: Path = typer.Argument(..., help="Folder to write the student pipeline to."),
+    layers: int = typer.Option(2, help="Encoder layers the student keeps (fewer than the teacher's)."),
+    soft: bool = typer.Option(True, "--soft/--silver", help="Learn the teacher's probabilities "
+                              "(soft targets) or its labels (silver)."),
+    gold: Optional[Path] = typer.Option(None, help="Gold training corpus (.spacy) mixed in."),
+    dev: Optional[Path] = typer.Option(None, help="Gold dev corpus (.spacy); default: the first "
+                                       "--holdout annotated texts (agreement with the teacher)."),
+    holdout: int = typer.Option(500, help="Annotated texts kept for scoring without --dev."),
+    text_column: str = typer.Option("text", help="Column holding the texts."),
+    max_texts: Optional[int] = typer.Option(None, help="Use only the first N texts."),
+    max_steps: int = typer.Option(2000, help="Training steps of the student."),
+    eval_frequency: int = typer.Option(500, help="Steps between scores (and model-best checks)."),
+    batch_size: int = typer.Option(8, help="Texts per training step."),
+    learn_rate: Optional[float] = typer.Option(None, help="Encoder learning rate (default: the teacher config's)."),
+    seed: int = typer.Option(0, help="Seed of the training order and dropout."),
+    gpu_id: int = typer.Option(-1, help="GPU to annotate and train on; -1 for CPU."),
+    work_dir: Optional[Path] = typer.Option(None, help="Where the annotations, student-init and "
+                                            "training go (default: OUTPUT.work)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT and its work folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Distil TEACHER into a student with fewer encoder layers, trained on the teacher's
+    annotations of UNLABELLED (TinyBERT/DistilBERT style); OUTPUT is an ordinary pipeline."""
+    from .distill import DistillError, DistillOptions, distill
+
+    try:
+        options = DistillOptions(layers=layers, soft=soft, gold=gold, dev=dev, holdout=holdout,
+                                 text_column=text_column, max_texts=max_texts, max_steps=max_steps,
+                                 eval_frequency=eval_frequency, batch_size=batch_size,
+                                 learn_rate=learn_rate, seed=seed, gpu_id=gpu_id, work_dir=work_dir,
+                                 overwrite=overwrite, progress=not quiet)
+        typer.echo(f"student written to {distill(teacher, unlabelled, output, options)}")
+    except DistillError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+
+
 # --- annotate command (annotation.py, distributed.py) ---------------------------------------
 
 @app.command("annotate")

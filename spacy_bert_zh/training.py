@@ -28,7 +28,19 @@ OPTIMIZER = "spacy_bert_zh.Adam.v1"
 
 
 class PartialTextCategorizer(TextCategorizer):
-    """Exclusive text classifier for which a doc without any ``cats`` is unannotated."""
+    """Exclusive text classifier for which a doc without any ``cats`` is unannotated.
+
+    Besides one-hot ``cats`` it accepts class probabilities that sum to 1 (a teacher's soft
+    targets, see ``distill``); spaCy's exclusive textcat takes only 0 and 1.
+    """
+
+    def _validate_categories(self, examples: Iterable[Example]):
+        for example in examples:
+            scores = list(example.reference.cats.values())
+            if scores and (any(not 0.0 <= score <= 1.0 for score in scores)
+                           or abs(sum(scores) - 1.0) > 1e-3):
+                raise ValueError(f"exclusive categories must be one-hot or probabilities that sum "
+                                 f"to 1; got {example.reference.cats} for {example.reference.text[:40]!r}")
 
     def _examples_to_truth(self, examples: Iterable[Example]):
         examples = list(examples)

@@ -1,0 +1,259 @@
+"""Distil a trained pipeline into a student with fewer encoder layers (``spacy-bert-zh distill``).
+
+The recipe of DistilBERT and TinyBERT, on what a batch user has: a trained teacher pipeline and
+unlabelled texts in Parquet.
+
+1. **Student.** The teacher pipeline with ``k`` of its encoder's layers kept (``kept_layers``:
+   spread evenly and always ending with the top one, whose output the ner and textcat heads were
+   trained on), everything else (embeddings, heads, tokenizer, labels) copied. Saved as an
+   ordinary pipeline folder (``student-init``).
+2. **Targets.** The teacher annotates the unlabelled texts with our own ``annotate_files``
+   (streaming, resumable), with ``--tag-probs`` for soft targets.
+3. **Training.** ``spacy train`` on a config written next to the work (``distill.cfg``): every
+   component sourced from the student, ``[corpora.train]`` the ``spacy_bert_zh.DistillCorpus.v1``
+   reader over the teacher's annotations (plus the gold corpus, if given), and ``[corpora.dev]``
+   the gold dev corpus or else the first ``holdout`` annotated rows (agreement with the teacher).
+   The best student is copied to OUTPUT: ``spacy.load``, ``spacy package`` and ``annotate``
+   (``--quantize int8`` too) take it as any pipeline.
+
+Every argument is checked before any work (``DistillError``).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import pyarrow.parquet as pq
+import spacy
+import torch
+from spacy.language import Language
+
+from .annotate_options import AnnotateOptions
+from .arrow_output import check_text_column
+from .distill_corpus import READER
+
+DISTILL_CONFIG = "distill.cfg"
+
+
+class DistillError(ValueError):
+    """The teacher, the texts, the options or OUTPUT do not allow a distillation (the message says why)."""
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """How to distil: the student's size, its targets and its training budget."""
+
+    layers: int = 2
+    soft: bool = True             # teacher probabilities (True) or its labels (False) as targets
+    gold: Optional[Path] = None   # a gold training corpus (.spacy files or a folder) mixed in
+    dev: Optional[Path] = None    # gold dev corpus; default: the first ``holdout`` annotated rows
+    holdout: int = 500
+    text_column: str = "text"
+    max_texts: Optional[int] = None   # annotate and learn from at most this many texts
+    max_steps: int = 2000
+    eval_frequency: int = 500
+    batch_size: int = 8
+    learn_rate: Optional[float] = None  # default: the teacher config's
+    seed: int = 0
+    gpu_id: int = -1
+    work_dir: Optional[Path] = None   # default: OUTPUT + ".work"
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.layers < 1:
+            raise DistillError(f"--layers must be at least 1, not {self.layers}")
+        for name in ("max_steps", "eval_frequency", "batch_size"):
+            if getattr(self, name) < 1:
+                raise DistillError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.dev is None and self.holdout < 1:
+            raise DistillError("without --dev, --holdout must be at least 1 (the rows the student is "
+                               "scored on during training)")
+        for name in ("gold", "dev"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).exists():
+                raise DistillError(f"--{name} {path} does not exist")
+
+
+def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
+            options: Optional[DistillOptions] = None) -> Path:
+    """Distil ``teacher`` into a student of ``options.layers`` layers at ``output``; return it."""
+    options = options or DistillOptions()
+    output = Path(output)
+    work = Path(options.work_dir or f"{output}.work")
+    check_output(output, work, options.overwrite)
+    teacher_nlp = load_teacher(teacher)
+    check_layers(teacher_nlp, options.layers)
+    texts = check_unlabelled(Path(unlabelled), options.text_column, options.max_texts)
+    if options.overwrite:
+        shutil.rmtree(output, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    if options.max_texts and options.max_texts < pq.ParquetFile(texts).metadata.num_rows:
+        texts = write_first_rows(texts, work / f"unlabelled-first-{options.max_texts}.parquet",
+                                 options.max_texts, options.text_column)
+    make_student(teacher, options.layers, work / "student-init")
+    silver = annotate_unlabelled(teacher_nlp, texts, work / "teacher-annotations.parquet", options)
+    del teacher_nlp
+    config = write_student_config(work / "student-init", silver, work / DISTILL_CONFIG, options)
+    train_student(config, work / "training", options)
+    shutil.copytree(work / "training" / "model-best", output)
+    copy_meta(work / "student-init" / "meta.json", output / "meta.json")
+    return output
+
+
+def copy_meta(source: Path, dest: Path) -> None:
+    """The student's name and description (``spacy train`` writes a fresh meta), with its scores."""
+    meta = json.loads(dest.read_text(encoding="utf-8"))
+    meta.update({key: value for key, value in json.loads(source.read_text(encoding="utf-8")).items()
+                 if key in ("name", "version", "description", "author", "license")})
+    dest.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+# --- checks before any work ---------------------------------------------------------------------
+
+def check_output(output: Path, work: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise DistillError(f"OUTPUT {output} exists; pass --overwrite to replace it (and {work})")
+
+
+def load_teacher(teacher: str | Path) -> Language:
+    """The teacher pipeline, which must have a transformer, an ``ner_tagger`` ner and a textcat."""
+    from .ner_tagger import NERTagger
+
+    try:
+        nlp = spacy.load(teacher)
+    except OSError as error:
+        raise DistillError(f"cannot load the teacher {teacher!r}: {error}") from error
+    missing = [name for name in ("transformer", "ner", "textcat") if name not in nlp.pipe_names]
+    if missing:
+        raise DistillError(f"the teacher {teacher} has no {', '.join(missing)} pipe (pipes: "
+                           f"{', '.join(nlp.pipe_names) or 'none'}); distill needs transformer, ner, textcat")
+    if not isinstance(nlp.get_pipe("ner"), NERTagger):
+        raise DistillError(f"the teacher's ner is {nlp.get_pipe_meta('ner').factory!r}, not "
+                           f"ner_tagger: its soft targets and the student's loss are ner_tagger's")
+    return nlp
+
+
+def encoder_of(nlp: Language):
+    """The Hugging Face model inside the pipeline's transformer pipe."""
+    return nlp.get_pipe("transformer").model.transformer
+
+
+def check_layers(nlp: Language, layers: int) -> None:
+    total = encoder_of(nlp).config.num_hidden_layers
+    if layers >= total:
+        raise DistillError(f"--layers {layers}: the student must have fewer layers than its "
+                           f"teacher's {total}")
+
+
+def check_unlabelled(path: Path, text_column: str, max_texts: Optional[int]) -> Path:
+    """``path``, if it is a Parquet file with a string column ``text_column``."""
+    if not path.is_file():
+        raise DistillError(f"UNLABELLED {path} is not a Parquet file")
+    try:
+        source = pq.ParquetFile(path)
+    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
+        raise DistillError(f"UNLABELLED {path}: not a readable Parquet file ({error})") from error
+    try:
+        check_text_column(source.schema_arrow, text_column, str(path))
+    except ValueError as error:
+        raise DistillError(str(error)) from error
+    if max_texts is not None and max_texts < 1:
+        raise DistillError(f"--max-texts must be at least 1, not {max_texts}")
+    return path
+
+
+# --- the student ------------------------------------------------------------------------------
+
+def kept_layers(total: int, keep: int) -> list[int]:
+    """Which of ``total`` layers a ``keep``-layer student keeps: evenly spaced, ending at the top.
+
+    4 → 2: [1, 3]; 4 → 1: [3]; 4 → 3: [0, 2, 3]; 12 → 4: [2, 5, 8, 11] (as TinyBERT's g(m) = 3m).
+    """
+    return sorted({round((i + 1) * total / keep) - 1 for i in range(keep)})
+
+
+def make_student(teacher: str | Path, layers: int, dest: Path) -> Path:
+    """Save the teacher with only ``kept_layers`` of its encoder layers as a pipeline at ``dest``."""
+    student = spacy.load(teacher)
+    model = encoder_of(student)
+    keep = kept_layers(model.config.num_hidden_layers, layers)
+    model.encoder.layer = torch.nn.ModuleList(model.encoder.layer[i] for i in keep)
+    model.config.num_hidden_layers = len(keep)
+    name = student.meta.get("name", "pipeline")
+    student.meta.update({"name": f"{name}_student{layers}",
+                         "description": f"distilled from {name}: encoder layers {keep} of the teacher's"})
+    shutil.rmtree(dest, ignore_errors=True)
+    student.to_disk(dest)
+    return dest
+
+
+# --- targets and training ---------------------------------------------------------------------
+
+def annotate_unlabelled(teacher: Language, texts: Path, dest: Path, options: DistillOptions) -> Path:
+    """The teacher's annotations of the texts (an interrupted run is resumed, a complete one kept)."""
+    from .annotation import annotate_files
+
+    annotate_options = AnnotateOptions(text_column=options.text_column, keep_columns=[options.text_column],
+                                       tag_probs=options.soft, gpu_id=options.gpu_id,
+                                       max_chars=100_000, resume=True, progress=options.progress)
+    annotate_files(teacher, texts, dest, annotate_options)
+    return dest
+
+
+def write_first_rows(source: Path, dest: Path, rows: int, text_column: str) -> Path:
+    """The text column of the first ``rows`` rows of ``source``, streamed into ``dest``."""
+    import pyarrow as pa
+
+    if dest.exists():
+        return dest
+    partial = dest.with_name(f".{dest.name}.partial")
+    with pq.ParquetWriter(partial, pq.read_schema(source).select([text_column])) as writer:
+        left = rows
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=10_000, columns=[text_column]):
+            writer.write_table(pa.Table.from_batches([batch.slice(0, left)]))
+            left -= min(left, batch.num_rows)
+            if not left:
+                break
+    partial.rename(dest)
+    return dest
+
+
+def write_student_config(student: Path, silver: Path, dest: Path, options: DistillOptions) -> Path:
+    """The student's training config: the teacher's, with every component sourced from ``student``."""
+    config = spacy.util.load_config(student / "config.cfg")
+    for name in config["nlp"]["pipeline"]:
+        config["components"][name] = {"source": str(student.resolve())}
+    reader = {"@readers": READER, "path": str(silver.resolve()), "soft": options.soft,
+              "text_column": options.text_column,
+              "holdout": 0 if options.dev else options.holdout, "seed": options.seed}
+    config["corpora"]["train"] = {**reader, "part": "train",
+                                  "gold": str(Path(options.gold).resolve()) if options.gold else None}
+    config["corpora"]["dev"] = ({"@readers": "spacy.Corpus.v1", "path": str(Path(options.dev).resolve())}
+                                if options.dev else {**reader, "part": "dev"})
+    training = config["training"]
+    training.update({"max_epochs": -1, "max_steps": options.max_steps, "patience": 0,
+                     "eval_frequency": options.eval_frequency, "seed": options.seed})
+    if "size" in training["batcher"] and training["batcher"].get("@batchers") == "spacy.batch_by_sequence.v1":
+        training["batcher"]["size"] = options.batch_size
+    schedule = training["optimizer"].get("learn_rate")
+    if isinstance(schedule, dict):
+        schedule["total_steps"] = options.max_steps
+        if options.learn_rate is not None:
+            schedule["initial_rate"] = options.learn_rate
+    config["paths"] = {**config.get("paths", {}), "train": None, "dev": None}
+    config.to_disk(dest)
+    (dest.parent / "distill.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
+                                                          for k, v in asdict(options).items()}, indent=2))
+    return dest
+
+
+def train_student(config: Path, output: Path, options: DistillOptions) -> None:
+    """``spacy train`` on the student config."""
+    from spacy.cli.train import train
+
+    train(config, output, use_gpu=options.gpu_id)
