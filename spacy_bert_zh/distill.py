@@ -88,10 +88,11 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     teacher_nlp = load_teacher(teacher)
     check_layers(teacher_nlp, options.layers)
     texts = check_unlabelled(Path(unlabelled), options.text_column, options.max_texts)
+    identity = work_identity(teacher_nlp, texts, options)
     if options.overwrite:
         shutil.rmtree(output, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    check_work(work, identity)
     if options.max_texts and options.max_texts < pq.ParquetFile(texts).metadata.num_rows:
         texts = write_first_rows(texts, work / f"unlabelled-first-{options.max_texts}.parquet",
                                  options.max_texts, options.text_column)
@@ -114,6 +115,33 @@ def copy_meta(source: Path, dest: Path) -> None:
 
 
 # --- checks before any work ---------------------------------------------------------------------
+
+WORK_IDENTITY = "teacher.json"
+
+
+def work_identity(teacher: Language, texts: Path, options: DistillOptions) -> dict:
+    """What the teacher's annotations in the work folder depend on."""
+    from .checkpoint import pipeline_hash
+
+    return {"teacher": pipeline_hash(teacher), "texts": str(texts.resolve()),
+            "texts_bytes": texts.stat().st_size, "text_column": options.text_column,
+            "max_texts": options.max_texts, "tag_probs": options.soft}
+
+
+def check_work(work: Path, identity: dict) -> None:
+    """Create the work folder, or reuse one whose annotations fit (another run's, e.g. other
+    ``--layers``: the teacher annotates once); refuse one made with another teacher or texts."""
+    record = work / WORK_IDENTITY
+    if record.is_file():
+        old = json.loads(record.read_text(encoding="utf-8"))
+        fits = {**old, "tag_probs": identity["tag_probs"]} == identity and (old["tag_probs"] or not identity["tag_probs"])
+        if not fits:
+            changed = [key for key in identity if old.get(key) != identity[key]]
+            raise DistillError(f"the work folder {work} holds the annotations of another run (changed: "
+                               f"{', '.join(changed)}); pass --overwrite or another --work-dir")
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(identity, indent=2), encoding="utf-8")
 
 def check_output(output: Path, work: Path, overwrite: bool) -> None:
     if output.exists() and not overwrite:

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the offline encoder and a small untrained (initialized) pipeline."""
+"""Shared test fixtures: the offline encoder, the embedded corpus, a small untrained (initialized)
+pipeline and the pipeline of configs/cpu.cfg trained on the embedded corpus."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +11,7 @@ TEXTCAT_LABELS = ("正面", "负面", "中性")
 
 # The pipeline the project trains: configs/cpu.cfg (transformer + ner + textcat listening to it).
 CPU_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu.cfg"
+TRAIN_STEPS = 100   # of the trained_pipeline fixture (test_training states what it reaches)
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +69,32 @@ def review_texts() -> list[str]:
     from annotate_throughput import sample_texts
 
     return [text[:80] for text in sample_texts(400, seed=7)]
+
+
+@pytest.fixture(scope="session")
+def sample_corpus(tmp_path_factory) -> Path:
+    """The embedded corpus converted with our converters: corpus/{train,dev}/{ner,cls}.spacy."""
+    from spacy_bert_zh.conversion import convert_cls, convert_ner
+    from spacy_bert_zh.sample_corpus import write_sample_corpus
+
+    root = tmp_path_factory.mktemp("sample")
+    write_sample_corpus(root / "raw")
+    for split in ("train", "dev"):
+        convert_ner(root / "raw" / "ner" / f"{split}.bio", root / "corpus" / split / "ner.spacy",
+                    show_progress=False)
+        convert_cls(root / "raw" / "cls" / f"{split}.tsv", root / "corpus" / split / "cls.spacy",
+                    show_progress=False)
+    return root / "corpus"
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline(tmp_path_factory, encoder_path, sample_corpus) -> Path:
+    """configs/cpu.cfg trained for TRAIN_STEPS steps on the embedded corpus; the saved model-best."""
+    from spacy.cli.train import train
+
+    output = tmp_path_factory.mktemp("training")
+    train(CPU_CONFIG, output, use_gpu=-1, overrides={
+        "paths.train": str(sample_corpus / "train"), "paths.dev": str(sample_corpus / "dev"),
+        "paths.encoder": str(encoder_path), "training.max_steps": TRAIN_STEPS,
+        "training.eval_frequency": TRAIN_STEPS // 2})
+    return output / "model-best"

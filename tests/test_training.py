@@ -18,28 +18,12 @@ import spacy
 from spacy.training import Example
 from spacy.util import registry
 
-from spacy_bert_zh.conversion import convert_cls, convert_ner
 from spacy_bert_zh.evaluation import evaluate_pipeline, read_docbins
-from spacy_bert_zh.sample_corpus import write_sample_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_CONFIG = ROOT / "configs" / "cpu.cfg"
-TRAIN_STEPS = 100
 MIN_NER_F = 0.90
 MIN_TEXTCAT_ACCURACY = 0.90
-
-
-@pytest.fixture(scope="module")
-def sample_corpus(tmp_path_factory) -> Path:
-    """The embedded corpus converted with our converters: corpus/{train,dev}/{ner,cls}.spacy."""
-    root = tmp_path_factory.mktemp("sample")
-    write_sample_corpus(root / "raw")
-    for split in ("train", "dev"):
-        convert_ner(root / "raw" / "ner" / f"{split}.bio", root / "corpus" / split / "ner.spacy",
-                    show_progress=False)
-        convert_cls(root / "raw" / "cls" / f"{split}.tsv", root / "corpus" / split / "cls.spacy",
-                    show_progress=False)
-    return root / "corpus"
 
 
 def load_cpu_pipeline(encoder: Path, **overrides) -> spacy.Language:
@@ -102,19 +86,6 @@ def test_configs_resolve_with_the_head_scaled_optimizer(name, encoder_path):
     assert nlp.pipe_names == ["transformer", "ner", "textcat"]
     training = registry.resolve(nlp.config["training"], schema=ConfigSchemaTraining)
     assert training["optimizer"].head_scale == 10.0
-
-
-@pytest.fixture(scope="module")
-def trained_pipeline(tmp_path_factory, encoder_path, sample_corpus) -> Path:
-    """configs/cpu.cfg trained for TRAIN_STEPS steps on the embedded corpus; the saved model-best."""
-    from spacy.cli.train import train
-
-    output = tmp_path_factory.mktemp("training")
-    train(CPU_CONFIG, output, use_gpu=-1, overrides={
-        "paths.train": str(sample_corpus / "train"), "paths.dev": str(sample_corpus / "dev"),
-        "paths.encoder": str(encoder_path), "training.max_steps": TRAIN_STEPS,
-        "training.eval_frequency": TRAIN_STEPS // 2})
-    return output / "model-best"
 
 
 @pytest.mark.slow
