@@ -134,9 +134,9 @@ def check_work(work: Path, identity: dict) -> None:
     record = work / WORK_IDENTITY
     if record.is_file():
         old = json.loads(record.read_text(encoding="utf-8"))
-        fits = {**old, "tag_probs": identity["tag_probs"]} == identity and (old["tag_probs"] or not identity["tag_probs"])
-        if not fits:
-            changed = [key for key in identity if old.get(key) != identity[key]]
+        changed = [key for key in identity if old.get(key) != identity[key]
+                   and not (key == "tag_probs" and old[key])]  # soft annotations serve silver too
+        if changed:
             raise DistillError(f"the work folder {work} holds the annotations of another run (changed: "
                                f"{', '.join(changed)}); pass --overwrite or another --work-dir")
         return

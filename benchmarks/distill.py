@@ -1,0 +1,240 @@
+"""Distilled students against their teacher: accuracy on real test sets and annotate speed on CPU.
+
+The teacher is a pipeline of ``benchmarks/accuracy.py --save`` (MSRA NER + online_shopping_10_cats,
+seeded samples). Its unlabelled texts are the train texts that sample left out, without their
+labels (a seeded sample of ``--n-unlabelled``, half from each corpus). For each ``--layers`` k,
+``spacy_bert_zh.distill.distill`` builds and trains a k-layer student on the teacher's
+annotations (soft targets; silver labels too for ``--silver-layers``), all in one run. Then:
+
+  accuracy  entity F1 on the MSRA test sample and accuracy on the online_shopping test sample
+            that accuracy.py drew with the same seed (gold labels), teacher and students;
+  speed     ``annotate_table`` chars/s of teacher and students, fp32 and int8, on seeded samples
+            of MSRA test sentences and shopping reviews, best of ``--repeats`` interleaved runs;
+  plot      speed-up against the teacher vs test scores (PNG, ``--plot``).
+
+Goals: the 2-layer student >= 1.8x the teacher's chars/s, entity F1 and accuracy within 1.5 points
+of the teacher, and the 2-layer student in int8 >= 3x the fp32 teacher.
+
+    python benchmarks/accuracy.py --max-steps 2500 --n-train 10000 --seeds 0 --skip-baseline --save T
+    python benchmarks/distill.py --teacher T --teacher-n-train 10000 --layers 1,2,3 --silver-layers 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.accuracy import sample_data, write_bio, write_tsv  # noqa: E402
+from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from benchmarks.quantize_speed import best_of, sample_msra, sample_reviews  # noqa: E402
+
+GOALS = {"speedup_2": 1.8, "points": 1.5, "speedup_2_int8": 3.0}
+
+
+def main() -> None:
+    args = parse_args()
+    import torch
+
+    if not SHARED_DATA.is_dir():
+        sys.exit(f"{SHARED_DATA} is absent: this benchmark needs the real corpora")
+    torch.set_num_threads(args.threads)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = sample_data(random.Random(args.seed), argparse.Namespace(n_train=args.teacher_n_train,
+                                                                    n_test=args.n_test))
+    unlabelled = write_unlabelled(data, work / "unlabelled.parquet", args)
+    test = write_test_corpus(data, work / "test")
+    students = train_students(args, unlabelled, work)
+    pipelines = {"teacher": Path(args.teacher), **students}
+    results = {"scores": {name: gold_scores(path, test) for name, path in pipelines.items()}}
+    results["speed"] = speeds(pipelines, args)
+    results["goals"] = check_goals(results)
+    report(results)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
+    if args.plot:
+        plot(results, Path(args.plot))
+        print(f"plot written to {args.plot}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", required=True, help="pipeline of accuracy.py --save")
+    parser.add_argument("--teacher-n-train", type=int, default=10000,
+                        help="the --n-train the teacher was trained with (its samples are left out)")
+    parser.add_argument("--seed", type=int, default=0, help="the accuracy.py seed of the teacher")
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--n-unlabelled", type=int, default=12000, help="texts, half from each corpus")
+    parser.add_argument("--layers", type=lambda text: [int(x) for x in text.split(",")], default=[1, 2, 3])
+    parser.add_argument("--silver-layers", type=lambda text: [int(x) for x in text.split(",") if x],
+                        default=[2], help="also train these students on silver labels")
+    parser.add_argument("--gold", action="store_true", help="mix the teacher's gold training samples in")
+    parser.add_argument("--max-steps", type=int, default=1500)
+    parser.add_argument("--eval-frequency", type=int, default=500)
+    parser.add_argument("--speed-texts", type=int, default=300, help="per corpus, for the speed runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work" / "distill"))
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
+    parser.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "distill_tradeoff.png"))
+    return parser.parse_args()
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+def write_unlabelled(data: dict, dest: Path, args) -> Path:
+    """Train texts the teacher was not trained on, labels dropped: half MSRA, half shopping."""
+    seen_ner = {"".join(chars) for chars, _ in data["ner_train"]}
+    seen_cls = {text for _, text in data["cls_train"]}
+    ner = ["".join(chars) for chars, _ in read_bio_sentences(SHARED_DATA / "msra_ner" / "train.bio")]
+    cls = [text for _, text in read_tsv_rows(SHARED_DATA / "online_shopping_10_cats" / "train.tsv")]
+    rng = random.Random(args.seed + 1000)
+    half = args.n_unlabelled // 2
+    texts = (rng.sample([t for t in ner if t not in seen_ner], half)
+             + rng.sample([t for t in cls if t not in seen_cls], args.n_unlabelled - half))
+    rng.shuffle(texts)
+    if not dest.exists() or pq.read_table(dest).column("text").to_pylist() != texts:
+        pq.write_table(pa.table({"text": texts}), dest)
+    print(f"unlabelled: {len(texts):,} texts ({sum(map(len, texts)):,} characters), none of the "
+          f"teacher's {len(seen_ner):,} + {len(seen_cls):,} training texts")
+    return dest
+
+
+def write_test_corpus(data: dict, dest: Path) -> Path:
+    """The gold test samples as DocBins (our converters), as accuracy.py evaluates on."""
+    from spacy_bert_zh.conversion import convert_cls, convert_ner
+
+    dest.mkdir(parents=True, exist_ok=True)
+    write_bio(dest / "ner.bio", data["ner_test"])
+    write_tsv(dest / "cls.tsv", data["cls_test"])
+    convert_ner(dest / "ner.bio", dest / "docs" / "ner.spacy", show_progress=False)
+    convert_cls(dest / "cls.tsv", dest / "docs" / "cls.spacy", labels=data["labels"], show_progress=False)
+    if not (dest / "gold").exists():
+        write_bio(dest / "train_ner.bio", data["ner_train"])
+        write_tsv(dest / "train_cls.tsv", data["cls_train"])
+        convert_ner(dest / "train_ner.bio", dest / "gold" / "ner.spacy", show_progress=False)
+        convert_cls(dest / "train_cls.tsv", dest / "gold" / "cls.spacy", labels=data["labels"],
+                    show_progress=False)
+    return dest
+
+
+# --- students -----------------------------------------------------------------------------------
+
+def train_students(args, unlabelled: Path, work: Path) -> dict[str, Path]:
+    """Every student, soft targets first (their annotations, with tag probabilities, serve all)."""
+    from spacy_bert_zh.distill import DistillOptions, distill
+
+    runs = [(k, True) for k in args.layers] + [(k, False) for k in args.silver_layers]
+    students = {}
+    for layers, soft in runs:
+        name = f"student{layers}" + ("" if soft else "-silver")
+        options = DistillOptions(layers=layers, soft=soft, max_steps=args.max_steps,
+                                 eval_frequency=args.eval_frequency, seed=args.seed,
+                                 gold=work / "test" / "gold" if args.gold else None,
+                                 work_dir=work / "distill-work", overwrite=False)
+        started = time.perf_counter()
+        dest = work / name
+        if dest.exists():
+            print(f"{name}: kept from an earlier run ({dest})")
+        else:
+            distill(args.teacher, unlabelled, dest, options)
+            print(f"{name}: distilled in {time.perf_counter() - started:.0f}s", flush=True)
+        students[name] = dest
+    return students
+
+
+# --- measures -----------------------------------------------------------------------------------
+
+def gold_scores(pipeline: Path, test: Path) -> dict[str, float]:
+    from spacy_bert_zh.evaluation import evaluate_pipeline
+
+    scores = evaluate_pipeline(pipeline, [test / "docs"])
+    return {"ner_f": scores["ner"]["f"], "accuracy": scores["textcat"]["accuracy"]}
+
+
+def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
+    """chars/s of every pipeline, fp32 and int8, on the same texts, interleaved, best of repeats."""
+    import spacy
+
+    from spacy_bert_zh.quantize import quantize_pipeline
+
+    loaded = {}
+    for name, path in pipelines.items():
+        if name.endswith("-silver"):
+            continue  # same architecture as the soft student: same speed
+        loaded[name] = spacy.load(path)
+        loaded[f"{name}+int8"] = quantize_pipeline(spacy.load(path))
+    texts = sample_msra(args.speed_texts, args.seed) + sample_reviews(args.speed_texts, args.seed)
+    _, seconds = best_of(loaded, pa.table({"text": texts}), args.repeats)
+    chars = sum(map(len, texts))
+    return {name: chars / value for name, value in seconds.items()}
+
+
+def check_goals(results: dict) -> dict[str, bool]:
+    speed, scores = results["speed"], results["scores"]
+    if "student2" not in scores:
+        return {}
+    points = max(100 * abs(scores["teacher"][key] - scores["student2"][key]) for key in ("ner_f", "accuracy"))
+    return {"student2 >= 1.8x teacher": speed["student2"] / speed["teacher"] >= GOALS["speedup_2"],
+            "student2 within 1.5 points": points <= GOALS["points"],
+            "student2+int8 >= 3x teacher": speed["student2+int8"] / speed["teacher"] >= GOALS["speedup_2_int8"]}
+
+
+def report(results: dict) -> None:
+    speed, scores = results["speed"], results["scores"]
+    print(f"\n{'':18}{'MSRA test F1':>14}{'shopping acc.':>15}{'chars/s':>10}{'x teacher':>11}"
+          f"{'int8 chars/s':>14}{'x teacher':>11}")
+    for name, row in scores.items():
+        base = name.replace("-silver", "")
+        fp32, int8 = speed.get(base), speed.get(f"{base}+int8")
+        cells = (f"{fp32:>10,.0f}{fp32 / speed['teacher']:>10.2f}x{int8:>14,.0f}{int8 / speed['teacher']:>10.2f}x"
+                 if fp32 else "")
+        print(f"{name:18}{100 * row['ner_f']:>14.2f}{100 * row['accuracy']:>15.2f}{cells}")
+    for goal, ok in results["goals"].items():
+        print(f"goal {goal}: {'ok' if ok else 'MISSED'}")
+
+
+def plot(results: dict, dest: Path) -> None:
+    """Speed-up against the fp32 teacher (x) vs MSRA F1 and shopping accuracy (two panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    speed, scores = results["speed"], results["scores"]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axis, key, title in ((axes[0], "ner_f", "MSRA test entity F1"),
+                             (axes[1], "accuracy", "online_shopping test accuracy")):
+        for suffix, marker, label in (("", "o", "fp32"), ("+int8", "s", "int8 (CTranslate2)")):
+            names = [name for name in scores if not name.endswith("-silver")]
+            xs = [speed[name + suffix] / speed["teacher"] for name in names]
+            ys = [100 * scores[name][key] for name in names]
+            axis.plot(xs, ys, marker=marker, linestyle="-" if not suffix else "--", label=label)
+            for x, y, name in zip(xs, ys, names):
+                axis.annotate(name.replace("student", "k=").replace("teacher", "teacher (4)"),
+                              (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        for name in scores:
+            if name.endswith("-silver"):
+                x = speed[name.replace("-silver", "")] / speed["teacher"]
+                axis.plot([x], [100 * scores[name][key]], marker="x", color="black", linestyle="none",
+                          label="silver labels (fp32)")
+        axis.set_xlabel("annotate chars/s, x the fp32 teacher (CPU)")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Distilled students of a 4-layer m3e-small pipeline: speed against accuracy")
+    figure.tight_layout()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(dest, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
