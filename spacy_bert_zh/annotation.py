@@ -26,7 +26,7 @@ from .annotate_options import AnnotateOptions, AnnotationError
 from .arrow_output import check_columns, check_text_column, kept_column_names, output_schema, results_to_table
 from .checkpoint import Checkpoint, existing_checkpoint, pipeline_hash, run_identity
 from .parquet_io import FileJob, InputError, is_complete_output, plan_jobs, with_annotation_metadata
-from .pieces import Window, window_pieces
+from .pieces import Window, text_length, window_pieces
 from .pipeline_runner import as_pipeline, keep_tag_probabilities, load_pipeline, run_pipeline, set_precision
 from .progress import progress_bar
 
@@ -261,7 +261,7 @@ def annotate_batches(nlp: Language, tables: Iterable[pa.Table | pa.RecordBatch],
     for doc, (number, row, start), error in run_pipeline(nlp, pieces, options.batch_size,
                                                          options.n_process):
         row_done = windows[number].add(row, start, doc, error)
-        tally.add(int(row_done), len(doc.text) if doc is not None else 0)
+        tally.add(int(row_done), text_length(doc) if doc is not None else 0)
         while ready in windows and windows[ready].pending == 0:
             yield finish_window(windows.pop(ready), schema, tally)
             ready += 1

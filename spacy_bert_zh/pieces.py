@@ -43,7 +43,7 @@ class RowResult:
         if TAG_PROBS_KEY in doc.user_data:  # (character offsets of the tokens, their probabilities)
             starts = numpy.fromiter((token.idx + start for token in doc), dtype=numpy.int64, count=len(doc))
             self.tag_probs.append((starts, doc.user_data[TAG_PROBS_KEY]))
-        weight = len(doc.text)
+        weight = text_length(doc)
         for label, score in doc.cats.items():
             self.cat_sums[label] = self.cat_sums.get(label, 0.0) + score * weight
         self.chars += weight
@@ -161,6 +161,11 @@ def cut_point(text: str, low: int, high: int) -> int:
         if found >= 0:
             return found + 1
     return high
+
+
+def text_length(doc: Doc) -> int:
+    """``len(doc.text)`` without joining the text of every token."""
+    return doc[-1].idx + len(doc[-1].text_with_ws) if len(doc) else 0
 
 
 def is_blank(text: Optional[str]) -> bool:
