@@ -338,3 +338,31 @@ def wait_for(condition, process: subprocess.Popen, timeout: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail("annotate did not start writing in time")
         time.sleep(0.02)
+
+
+def test_tag_probs_give_each_character_the_ners_probabilities(nlp, tmp_path):
+    """--tag-probs: per character, the ner's tag probabilities (as the ner computes them), an
+    empty list where no token starts (a space kept as trailing whitespace), the tag names in
+    the field's metadata; pieces of a long text are put back at their offsets."""
+    import numpy
+
+    from spacy_bert_zh.arrow_output import tag_names
+    from spacy_bert_zh.ner_tagger import TAG_PROBS_KEY
+
+    texts = ["Apple 公司 在 加州", None, "北京" * 30]
+    out = annotate_table(nlp, pa.table({"text": texts}), tag_probs=True, max_chars=40)
+    ner = nlp.get_pipe("ner")
+    assert tag_names(out.schema.field("tag_probs")) == list(ner.labels)
+    rows = out.column("tag_probs").to_pylist()
+    assert [len(row) for row in rows] == [len(texts[0]), 0, 60]
+    assert [len(chars) for chars in rows[0]][5:8] == [0, 7, 7]  # "Apple" then " " then 公
+    doc = nlp.make_doc(texts[0])
+    expected = ner.model.predict([nlp.get_pipe("transformer")(doc)])[0]
+    numpy.testing.assert_allclose([rows[0][token.idx] for token in doc], expected, rtol=1e-4, atol=1e-6)
+    assert all(abs(sum(chars) - 1.0) < 1e-4 for chars in rows[2])
+    assert "tag_probs" not in annotate_table(nlp, pa.table({"text": texts})).schema.names
+    assert TAG_PROBS_KEY not in nlp("北京").user_data
+    source = write_parquet(tmp_path / "in.parquet", text=texts)
+    result = run_cli(nlp.path, source, tmp_path / "out.parquet", "--tag-probs", "--max-chars", "40", "-q")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "out.parquet").column("tag_probs").to_pylist() == rows

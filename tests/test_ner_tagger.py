@@ -6,7 +6,7 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_bert_zh.ner_tagger import (NERTagger, allowed_transitions, best_tag_path, biluo_to_bio,
+from spacy_bert_zh.ner_tagger import (TAG_PROBS_KEY, NERTagger, allowed_transitions, best_tag_path, biluo_to_bio,
                                       outside_only, tags_to_spans, trainable_tags)
 
 TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
@@ -149,3 +149,40 @@ def test_empty_docs_get_no_entities():
     nlp.initialize(lambda: [annotated(nlp, "李明在北京", [(0, 2, "PER")])])
     docs = list(nlp.pipe(["", "李明"]))
     assert docs[0].ents == () and isinstance(docs[1], Doc)
+
+
+def test_soft_targets_of_one_hot_tags_train_like_the_gold_tags():
+    """A reference doc carrying tag probabilities is trained on them: one-hot probabilities of
+    the gold tags give the hard loss's gradient; a teacher's soft ones another, masked likewise."""
+    nlp = make_pipeline()
+    hard = annotated(nlp, "李明在北京\u200b工作", [(0, 2, "PER"), (3, 5, "LOC")])
+    nlp.initialize(lambda: [hard])
+    ner = nlp.get_pipe("ner")
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "O", "O"]
+    one_hot = numpy.eye(len(ner.labels), dtype="f")[[ner.labels.index(tag) for tag in tags]]
+    soft = annotated(nlp, hard.reference.text, None)
+    soft.reference.user_data[TAG_PROBS_KEY] = one_hot
+    scores = ner.model.predict([hard.predicted, soft.predicted])
+    loss, d_scores = ner.get_loss([hard, soft], scores)
+    numpy.testing.assert_allclose(d_scores[1], d_scores[0], atol=1e-6)
+    assert not d_scores[1][5].any()  # U+200B: no evidence, no gradient
+    blurred = 0.5 * one_hot + 0.5 / len(ner.labels)
+    soft.reference.user_data[TAG_PROBS_KEY] = blurred
+    _, d_blurred = ner.get_loss([soft], ner.model.predict([soft.predicted]))
+    assert not numpy.allclose(d_blurred[0], d_scores[0]) and not d_blurred[0][5].any()
+    soft.reference.user_data[TAG_PROBS_KEY] = blurred[:3]
+    with pytest.raises(ValueError, match="soft tag targets of shape"):
+        ner.get_loss([soft], ner.model.predict([soft.predicted]))
+
+
+def test_keep_probabilities_stores_the_tag_probabilities_of_each_doc():
+    nlp = make_pipeline()
+    nlp.initialize(lambda: [annotated(nlp, "李明在北京", [(0, 2, "PER"), (3, 5, "LOC")])])
+    ner = nlp.get_pipe("ner")
+    assert TAG_PROBS_KEY not in nlp("李明").user_data
+    ner.keep_probabilities = True
+    doc = nlp("李明在北京")
+    probs = doc.user_data[TAG_PROBS_KEY]
+    assert probs.shape == (5, len(ner.labels))
+    numpy.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    numpy.testing.assert_allclose(probs, ner.model.predict([nlp.make_doc("李明在北京")])[0], rtol=1e-5)

@@ -131,3 +131,19 @@ def test_packaged_wheel_loads_offline_in_a_new_process(trained_pipeline, tmp_pat
     tokens, cats = done.stdout.strip().splitlines()[-2:]
     assert tokens == "|".join("王小明在广州工作。")
     assert cats == str(sorted(["体育", "财经", "科技", "旅游"]))
+
+
+def test_textcat_partial_takes_class_probabilities_as_targets(encoder_path):
+    """A distilled student learns the teacher's class probabilities; spaCy's exclusive textcat
+    takes only 0/1. Probabilities that do not sum to 1 are refused."""
+    nlp = load_cpu_pipeline(encoder_path)
+    textcat = nlp.get_pipe("textcat")
+
+    def example(cats):
+        reference = nlp.make_doc("这本书很好看")
+        reference.cats = cats
+        return Example(nlp.make_doc(reference.text), reference)
+
+    textcat._validate_categories([example({"a": 0.7, "b": 0.3}), example({"a": 1.0, "b": 0.0})])
+    with pytest.raises(ValueError, match="probabilities that sum to 1"):
+        textcat._validate_categories([example({"a": 0.5, "b": 0.6})])
