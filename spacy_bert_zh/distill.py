@@ -84,6 +84,8 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     output = Path(output)
     work = Path(options.work_dir or f"{output}.work")
     check_output(output, work, options.overwrite)
+    if options.gpu_id >= 0:
+        spacy.require_gpu(options.gpu_id)
     teacher_nlp = load_teacher(teacher)
     check_layers(teacher_nlp, options.layers)
     texts = check_unlabelled(Path(unlabelled), options.text_column, options.max_texts)
