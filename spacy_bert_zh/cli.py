@@ -117,6 +117,33 @@ def make_corpus_cmd(
     for path in write_sample_corpus(out_dir, seed=seed):
         typer.echo(f"wrote {path}")
 
+@app.command("extend-vocab")
+def extend_vocab_cmd(
+    encoder: Path = typer.Argument(..., help="Hugging Face encoder folder (e.g. encoders/m3e-small)."),
+    texts: Path = typer.Argument(..., help="Your texts: a Parquet file (--text-column) or .txt, one per line."),
+    output: Path = typer.Argument(..., help="Folder for the encoder with the extended vocabulary."),
+    text_column: str = typer.Option("text", help="Parquet column holding the texts."),
+    min_count: int = typer.Option(1, help="Only characters seen at least this often get a slot."),
+    max_new: Optional[int] = typer.Option(None, help="At most this many new characters (default: every free slot)."),
+    report: Optional[Path] = typer.Option(None, help="Also write the report as JSON here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Give the characters your texts have and the encoder reads as [UNK] its free [unusedX]
+    vocabulary slots (same size, same weights); use OUTPUT as --paths.encoder."""
+    from .vocab_extension import VocabExtensionError, extend_vocab
+
+    try:
+        result = extend_vocab(encoder, texts, output, text_column=text_column, min_count=min_count,
+                              max_new=max_new, overwrite=overwrite, show_progress=not quiet)
+    except VocabExtensionError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(result.summary())
+    if report:
+        result.write_json(report)
+
+
 # --- distill command (distill.py) -------------------------------------------------------------
 
 @app.command("distill")
