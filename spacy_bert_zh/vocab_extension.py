@@ -150,7 +150,7 @@ def count_unknown(tokenizer, texts: Iterable[str], report: VocabReport,
 
 
 def count_batch(tokenizer, texts: list[str], unk_id: int, normalize, counts: Counter, report: VocabReport) -> None:
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"]):
         report.texts += 1
         report.characters += sum(not char.isspace() for char in text)
