@@ -214,7 +214,8 @@ def plot(results: dict, dest: Path) -> None:
     for axis, key, title in ((axes[0], "ner_f", "MSRA test entity F1"),
                              (axes[1], "accuracy", "online_shopping test accuracy")):
         for suffix, marker, label in (("", "o", "fp32"), ("+int8", "s", "int8 (CTranslate2)")):
-            names = [name for name in scores if not name.endswith("-silver")]
+            names = sorted((name for name in scores if not name.endswith("-silver")),
+                           key=lambda name: speed[name + suffix])
             xs = [speed[name + suffix] / speed["teacher"] for name in names]
             ys = [100 * scores[name][key] for name in names]
             axis.plot(xs, ys, marker=marker, linestyle="-" if not suffix else "--", label=label)

@@ -30,12 +30,10 @@ batches of 64, 2 threads, best of interleaved repeats in one process on our 2-co
 - torchao's int8 dynamic-activation weights run eagerly on CPU through slow fallback kernels;
   its fast path needs ``torch.compile`` (minutes of compile per shape set, a C++ toolchain).
 
-In ``annotate`` (benchmarks/quantize_speed.py; the pipeline of ``accuracy.py --max-steps 300``,
-300 reviews + 300 MSRA sentences, 2 threads): 1.66x / 1.79x the fp32 chars/s on a quiet machine
-(1.93x / 1.84x on a shared one); gold entity F1
-64.66 vs 64.53 and accuracy 82.7 vs 82.5; 97.5% identical labels, entity F1 95.3 against fp32
-(that weakly trained ner has many low-margin characters, which int8 noise flips either way).
-Keeping some layers in float (CTranslate2 mixed weights) raised agreement but lost the speed.
+In ``annotate`` (benchmarks/quantize_speed.py; the pipeline of ``accuracy.py --max-steps 2500
+--n-train 10000``, 300 reviews + 300 MSRA sentences, 2 threads, quiet machine): 2.28x / 2.45x the
+fp32 chars/s; gold entity F1 79.89 vs 80.14 and accuracy 88.5 vs 88.2; 97.8% identical labels,
+entity F1 96.8 against fp32 (low-margin characters, which int8 noise flips either way).
 
 Quantizing twice is a no-op. A quantized pipeline cannot be saved (``nlp.to_disk`` raises): save
 the fp32 pipeline and quantize after loading. It can be pickled (spawned ``nlp.pipe`` workers):
