@@ -87,6 +87,7 @@ class NERTagger(Tagger):
         examples = list(examples)
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
         hard = [i for i, eg in enumerate(examples) if soft_targets(eg) is None]
+        soft = [i for i, eg in enumerate(examples) if soft_targets(eg) is not None]
         d_scores, loss = list(scores), 0.0
         if hard:
             truths = [trainable_tags(biluo_to_bio(examples[i].get_aligned_ner()),
@@ -94,10 +95,9 @@ class NERTagger(Tagger):
             d_hard, loss = loss_func([scores[i] for i in hard], truths)
             for i, d in zip(hard, d_hard):
                 d_scores[i] = d
-        for i, eg in enumerate(examples):
-            if i not in hard:
-                d_scores[i], doc_loss = self.soft_loss(scores[i], soft_targets(eg), eg.predicted)
-                loss += doc_loss
+        for i in soft:
+            d_scores[i], doc_loss = self.soft_loss(scores[i], soft_targets(examples[i]), examples[i].predicted)
+            loss += doc_loss
         return float(loss), d_scores
 
     def soft_loss(self, probs, targets: numpy.ndarray, doc: Doc) -> tuple:
@@ -113,7 +113,7 @@ class NERTagger(Tagger):
         loss = -float((targets * ops.xp.log(ops.xp.clip(probs, 1e-12, None)) * keep).sum())
         return d_probs, loss
 
-    def predict(self, docs: Iterable[Doc]) -> List[numpy.ndarray]:
+    def predict(self, docs: Iterable[Doc]) -> TagGuesses:
         """The best valid tag path of each doc, with the tokens the encoder sees nothing of as O.
 
         Their vector is pooled from no wordpiece (zeros), so any tag there would be a guess. They

@@ -41,7 +41,7 @@ class RowResult:
         self.entities.extend((ent.text, ent.label_, ent.start_char + start, ent.end_char + start)
                              for ent in doc.ents)
         if TAG_PROBS_KEY in doc.user_data:  # (character offsets of the tokens, their probabilities)
-            starts = numpy.fromiter((token.idx + start for token in doc), dtype=numpy.int64, count=len(doc))
+            starts = doc.to_array("IDX").astype(numpy.int64) + start
             self.tag_probs.append((starts, doc.user_data[TAG_PROBS_KEY]))
         weight = text_length(doc)
         for label, score in doc.cats.items():
