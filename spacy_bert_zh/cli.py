@@ -162,7 +162,8 @@ def distill_cmd(
     max_texts: Optional[int] = typer.Option(None, help="Use only the first N texts."),
     max_steps: int = typer.Option(2000, help="Training steps of the student."),
     eval_frequency: int = typer.Option(500, help="Steps between scores (and model-best checks)."),
-    batch_size: int = typer.Option(8, help="Texts per training step."),
+    batch_size: int = typer.Option(8, help="Texts per training step (configs that batch by "
+                                    "sequence, as cpu.cfg; gpu.cfg keeps its padded batches)."),
     learn_rate: Optional[float] = typer.Option(None, help="Encoder learning rate (default: the teacher config's)."),
     seed: int = typer.Option(0, help="Seed of the training order and dropout."),
     gpu_id: int = typer.Option(-1, help="GPU to annotate and train on; -1 for CPU."),
