@@ -9,8 +9,9 @@ whose reference carries the teacher's entities (every other character O) and cat
   per-character tag probabilities (the ``tag_probs`` column) for ``ner_tagger``'s soft loss.
 
 The first ``holdout`` rows are the ``dev`` part (a student scored on them is scored on agreement
-with its teacher); the ``train`` part is every other row, plus the gold corpus if one is named,
-shuffled in seeded buffers of ``buffer`` rows, so memory holds one buffer, not the file.
+with its teacher); the ``train`` part is every other row, plus the gold corpus if one is named (the two streams
+interleaved at random, each pick 50/50 until one runs out), shuffled in seeded buffers of
+``buffer`` rows, so memory holds one buffer, not the file.
 """
 from __future__ import annotations
 
