@@ -22,15 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune  # noqa: E402
 from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
-from spacy_bert_zh.tag_schemes import decode_entities  # noqa: E402
 
 
 def main() -> None:
@@ -130,93 +129,19 @@ def train_spacy(data: dict, encoder: str, seed: int, args) -> dict:
 
 def train_hf_ner(data: dict, encoder: str, n_examples: int, seed: int, args, device: str) -> float:
     """BertForTokenClassification on characters (first sub-token labelled); test entity F1."""
-    from transformers import AutoTokenizer, BertForTokenClassification
-
-    tags = sorted({tag for _, sentence_tags in data["ner_train"] for tag in sentence_tags})
-    tag_id = {tag: i for i, tag in enumerate(tags)}
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    torch.manual_seed(seed)  # the classifier head's initialisation and dropout
-    model = BertForTokenClassification.from_pretrained(encoder, num_labels=len(tags)).to(device)
-
-    def encode(batch):
-        enc = tokenizer([list(chars) for chars, _ in batch], is_split_into_words=True, truncation=True,
-                        max_length=256, padding=True, return_tensors="pt")
-        labels = torch.full(enc["input_ids"].shape, -100)
-        for row, (_, sentence_tags) in enumerate(batch):
-            for position, word in enumerate(enc.word_ids(row)):
-                if word is not None and (position == 0 or enc.word_ids(row)[position - 1] != word):
-                    labels[row, position] = tag_id[sentence_tags[word]]
-        return enc, labels
-
-    fine_tune(model, data["ner_train"], n_examples, seed, args, device,
-              lambda batch: (lambda enc, labels: {**enc, "labels": labels})(*encode(batch)))
-    gold_total = predicted_total = correct = 0
-    model.eval()
-    for batch in batches(data["ner_test"], 32):
-        enc, labels = encode(batch)
-        with torch.inference_mode():
-            logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.argmax(-1).cpu()
-        for row, (chars, gold_tags) in enumerate(batch):
-            predicted = ["O"] * len(chars)
-            for position, word in enumerate(enc.word_ids(row)):
-                if labels[row, position] != -100:
-                    predicted[word] = tags[logits[row, position]]
-            gold = set(decode_entities(gold_tags, "bio")[0])
-            guess = set(decode_entities(predicted, "bio")[0])
-            gold_total, predicted_total, correct = (gold_total + len(gold), predicted_total + len(guess),
-                                                    correct + len(gold & guess))
-    return 2 * correct / (gold_total + predicted_total) if gold_total + predicted_total else 0.0
+    tags = {tag for _, sentence_tags in data["ner_train"] for tag in sentence_tags}
+    tagger = TokenTagger(encoder, tags, "bio", seed, device)
+    fine_tune(tagger, data["ner_train"], max(1, n_examples // args.batch_size), seed=seed,
+              batch_size=args.batch_size, learn_rate=args.learn_rate)
+    return tagger.score(data["ner_test"])
 
 
 def train_hf_cls(data: dict, encoder: str, n_examples: int, seed: int, args, device: str) -> float:
     """BertForSequenceClassification over whole texts (truncated at 256); test accuracy."""
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    label_id = {label: i for i, label in enumerate(data["labels"])}
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    torch.manual_seed(seed)  # the classifier head's initialisation and dropout
-    model = BertForSequenceClassification.from_pretrained(encoder, num_labels=len(label_id)).to(device)
-
-    def encode(batch):
-        return tokenizer([text for _, text in batch], truncation=True, max_length=256, padding=True,
-                         return_tensors="pt")
-
-    fine_tune(model, data["cls_train"], n_examples, seed, args, device,
-              lambda batch: {**encode(batch), "labels": torch.tensor([label_id[label] for label, _ in batch])})
-    model.eval()
-    hits = 0
-    for batch in batches(data["cls_test"], 32):
-        with torch.inference_mode():
-            logits = model(**{k: v.to(device) for k, v in encode(batch).items()}).logits
-        hits += sum(int(p) == label_id[label] for p, (label, _) in zip(logits.argmax(-1).cpu(), batch))
-    return hits / len(data["cls_test"])
-
-
-def fine_tune(model, examples: list, n_examples: int, seed: int, args, device: str, make_inputs) -> None:
-    """AdamW with linear warm-up/decay (warm-up as in configs/cpu.cfg), shuffled batches."""
-    from transformers import get_linear_schedule_with_warmup
-
-    steps = max(1, n_examples // args.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learn_rate, weight_decay=0.01)
-    schedule = get_linear_schedule_with_warmup(optimizer, min(20, steps // 10), steps)
-    rng = random.Random(seed)
-    order = []
-    model.train()
-    for _ in range(steps):
-        if len(order) < args.batch_size:
-            order += rng.sample(examples, len(examples))
-        batch, order = order[:args.batch_size], order[args.batch_size:]
-        loss = model(**{k: v.to(device) for k, v in make_inputs(batch).items()}).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-
-
-def batches(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+    classifier = SequenceClassifier(encoder, data["labels"], seed, device)
+    fine_tune(classifier, data["cls_train"], max(1, n_examples // args.batch_size), seed=seed,
+              batch_size=args.batch_size, learn_rate=args.learn_rate)
+    return classifier.score(data["cls_test"])
 
 
 def write_bio(path: Path, sentences: list) -> None:

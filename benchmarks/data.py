@@ -10,11 +10,12 @@ SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA",
 
 
 def read_bio_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:
-    """(characters, tags) per sentence of a ``char<TAB>tag`` file with blank lines between sentences."""
+    """(characters, tags) per sentence of a ``char<TAB>tag`` (or ``char<SPACE>tag``) file with blank
+    lines between sentences."""
     sentences, chars, tags = [], [], []
     for line in Path(path).read_text(encoding="utf-8").split("\n"):
         if line.strip():
-            char, tag = line.rsplit("\t", 1)
+            char, tag = line.rsplit("\t" if "\t" in line else " ", 1)
             chars.append(char)
             tags.append(tag)
         elif chars:

@@ -73,6 +73,25 @@ def convert_cls_cmd(
                                         skip_invalid=skip_invalid, show_progress=False if quiet else None), report)
 
 
+@convert_app.command("prepared")
+def convert_prepared_cmd(
+    prepared: Path = typer.Argument(..., help="Folder written by `spacy-bert-zh prepare` (with prepared.json)."),
+    output_dir: Path = typer.Argument(..., help="Writes OUTPUT_DIR/{train,dev,test}/{ner,cls}.spacy."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Convert every split of a prepared corpus with the converter and label set its manifest names."""
+    from .conversion import ConversionError
+    from .prepare import PrepareError, convert_prepared
+
+    try:
+        reports = convert_prepared(prepared, output_dir, show_progress=False if quiet else None)
+    except (ConversionError, PrepareError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    for report in reports:
+        typer.echo(report.summary())
+
+
 def _run_conversion(convert, report_path: Optional[Path]) -> None:
     """Run a converter, print its summary (and save it as JSON); print errors and exit 1, no traceback."""
     from .conversion import ConversionError
@@ -85,6 +104,34 @@ def _run_conversion(convert, report_path: Optional[Path]) -> None:
     typer.echo(report.summary())
     if report_path:
         report.write_json(report_path)
+
+
+# --- prepare command (prepare.py) ----------------------------------------------------------
+
+
+@app.command("prepare")
+def prepare_cmd(
+    corpus: str = typer.Argument(..., help="msra, resume, cluener, chnsenticorp or online-shopping."),
+    source: Path = typer.Argument(..., help="The download: a file, a zip, or a folder (searched with its zips)."),
+    output_dir: Path = typer.Argument(..., help="Writes train/dev/test files and prepared.json here."),
+    seed: int = typer.Option(0, help="Seed of the splits carved where the corpus has none."),
+    dev_fraction: float = typer.Option(0.1, help="Share carved out as dev (msra, cluener, online-shopping)."),
+    test_fraction: float = typer.Option(0.1, help="Share carved out as test (online-shopping)."),
+):
+    """Turn a downloaded public corpus into train/dev/test files for `convert prepared`."""
+    from .prepare import PrepareError, SplitOptions, prepare_corpus
+
+    try:
+        manifest = prepare_corpus(corpus, source, output_dir, SplitOptions(seed, dev_fraction, test_fraction))
+    except PrepareError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    counts = ", ".join(f"{name} {entry['count']:,}" for name, entry in manifest["splits"].items())
+    typer.echo(f"{corpus} -> {output_dir}: {counts} (convert with `spacy-bert-zh convert prepared {output_dir} ...`)")
+    if manifest["left_out_count"]:
+        first = manifest["left_out"][0]
+        typer.echo(f"left out {manifest['left_out_count']:,} rows (listed in prepared.json); first: "
+                   f"{first['file']}:{first['line']}: {first['reason']}")
 
 
 # --- evaluate command (evaluation.py) -------------------------------------------------------

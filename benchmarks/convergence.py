@@ -1,0 +1,242 @@
+"""Learning curves until dev scores stop rising: our pipeline against the plain HF fine-tune.
+
+One task per run, on its full training set from ../shared/data: Resume NER (BMES, 3,821 sentences)
+or ChnSentiCorp (9,600 reviews). Ours is configs/cpu.cfg with only that task's component
+(transformer + ner, or transformer + textcat), scored on dev every ``--eval-every`` steps, and
+stopped when the dev score has not risen for ``--patience`` evaluations (or at ``--max-steps``).
+Then the HF baseline (benchmarks/hf_baseline.py) trains for the same number of steps of the same
+batch size, with the same learning-rate schedule (warm-up, linear decay to ``--max-steps``), and is
+scored on dev at the same steps. Each system's best dev checkpoint is scored on test.
+
+Writes benchmarks/results/convergence_<task>.json after every evaluation (a run cut short keeps
+its curve) and benchmarks/results/convergence.png from all tasks' JSON:
+
+    python benchmarks/convergence.py --task resume --max-steps 3000 --eval-every 150
+    python benchmarks/convergence.py --task chnsenticorp --max-steps 1200 --eval-every 150
+    python benchmarks/convergence.py --replot
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import spacy
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune  # noqa: E402
+from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
+from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
+from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CURVE_LOGGER = "benchmarks.curve_logger.v1"
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str            # "ner" or "cls"
+    folder: str          # under ../shared/data
+    suffix: str          # of train/dev/test files
+    metric: str          # spaCy score that picks the best checkpoint
+    title: str
+    published: tuple     # (figure, what it is)
+
+
+TASKS = {
+    "resume": Task("ner", "resume_ner", "bmes", "ents_f", "Resume NER: entity F1",
+                   (95.9, "bert-base-chinese + CRF, test (published)")),
+    "chnsenticorp": Task("cls", "chnsenticorp", "tsv", "cats_accuracy", "ChnSentiCorp: accuracy",
+                         (95.0, "bert-base-chinese, test (published)")),
+}
+
+
+def main() -> None:
+    args = parse_args()
+    if args.replot:
+        plot_curves(RESULTS / "convergence.png")
+        return
+    torch.set_num_threads(args.threads)
+    task = TASKS[args.task]
+    if not (SHARED_DATA / task.folder).is_dir():
+        sys.exit(f"{SHARED_DATA / task.folder} is absent: this benchmark needs the real corpora")
+    encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+    result = {"task": args.task, "args": vars(args), "ours": {"curve": []}, "hf_baseline": {"curve": []}}
+    output = RESULTS / f"convergence_{args.task}.json"
+    with tempfile.TemporaryDirectory() as work:
+        train_ours(task, encoder, args, Path(work), result, output)
+    steps = [point["step"] for point in result["ours"]["curve"]]
+    train_baseline(task, encoder, args, steps, result, output)
+    save(result, output)
+    plot_curves(RESULTS / "convergence.png")
+    print(json.dumps({system: {k: v for k, v in result[system].items() if k != "curve"}
+                      for system in ("ours", "hf_baseline")}, indent=2))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=sorted(TASKS), default="resume")
+    parser.add_argument("--max-steps", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=150)
+    parser.add_argument("--patience", type=int, default=4, help="evaluations without a better dev score")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learn-rate", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
+    parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
+    return parser.parse_args()
+
+
+# --- ours: spacy train with a logger that records the dev curve ------------------------------
+
+
+@spacy.registry.loggers(CURVE_LOGGER)
+def make_curve_logger(progress_bar: bool = False):
+    """spaCy's console logger, plus ``on_score(info)`` for every evaluation (set by ``train_ours``)."""
+    from spacy.training.loggers import console_logger
+
+    console = console_logger(progress_bar=progress_bar)
+
+    def setup(nlp, stdout=sys.stdout, stderr=sys.stderr):
+        log_step, finalize = console(nlp, stdout, stderr)
+
+        def log_and_record(info):
+            log_step(info)
+            if info is not None:
+                make_curve_logger.on_score(info)
+        return log_and_record, finalize
+    return setup
+
+
+make_curve_logger.on_score = lambda info: None
+
+
+def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output: Path) -> None:
+    """Convert the splits, train the one-task pipeline, score its best checkpoint on test."""
+    from spacy.cli.train import train
+
+    for split in ("train", "dev", "test"):
+        source = SHARED_DATA / task.folder / f"{split}.{task.suffix}"
+        if task.kind == "ner":
+            convert_ner(source, work / split / "docs.spacy", show_progress=False)
+        else:
+            convert_cls(source, work / split / "docs.spacy", show_progress=False)
+    config_path = write_one_task_config(task, args, work / "config.cfg")
+    start = time.perf_counter()
+    curve = result["ours"]["curve"]
+
+    def on_score(info):
+        curve.append({"step": info["step"] + 1, "examples": (info["step"] + 1) * args.batch_size,
+                      "dev": info["other_scores"][task.metric], "seconds": time.perf_counter() - start})
+        save(result, output)
+    make_curve_logger.on_score = on_score
+    train(config_path, work / "out", use_gpu=-1,
+          overrides={"paths.train": str(work / "train"), "paths.dev": str(work / "dev"), "paths.encoder": encoder})
+    scores = evaluate_pipeline(work / "out" / "model-best", [work / "test"])
+    result["ours"].update(test=scores["ner"]["f"] if task.kind == "ner" else scores["textcat"]["accuracy"],
+                          seconds=time.perf_counter() - start, best_dev=max(p["dev"] for p in curve))
+
+
+def write_one_task_config(task: Task, args, path: Path) -> Path:
+    """configs/cpu.cfg with one task's component, the run's schedule and the curve logger."""
+    config = spacy.util.load_config(ROOT / "configs" / "cpu.cfg")
+    keep = "ner" if task.kind == "ner" else "textcat"
+    config["nlp"]["pipeline"] = ["transformer", keep]
+    del config["components"]["textcat" if keep == "ner" else "ner"]
+    training = config["training"]
+    training.update(max_steps=args.max_steps, eval_frequency=args.eval_every,
+                    patience=args.patience * args.eval_every, max_epochs=0)
+    training["optimizer"]["learn_rate"].update(initial_rate=args.learn_rate)
+    training["batcher"]["size"] = args.batch_size
+    training["score_weights"] = {task.metric: 1.0}
+    training["logger"] = {"@loggers": CURVE_LOGGER, "progress_bar": False}
+    config["system"]["seed"] = args.seed
+    config.to_disk(path)
+    return path
+
+
+# --- the HF baseline, the same steps -----------------------------------------------------------
+
+
+def train_baseline(task: Task, encoder: str, args, steps: list, result: dict, output: Path) -> None:
+    """The HF fine-tune for as many steps as ours took, scored on dev where ours was."""
+    data = {split: read_split(task, split) for split in ("train", "dev", "test")}
+    device = "cpu"
+    if task.kind == "ner":
+        tags = {tag for _, sentence_tags in data["train"] for tag in sentence_tags}
+        system = TokenTagger(encoder, tags, "bmes" if task.suffix == "bmes" else "bio", args.seed, device)
+    else:
+        system = SequenceClassifier(encoder, {label for label, _ in data["train"]}, args.seed, device)
+    curve, best = result["hf_baseline"]["curve"], {}
+    start = time.perf_counter()
+
+    def on_evaluate(step):
+        score = system.score(data["dev"])
+        curve.append({"step": step, "examples": step * args.batch_size, "dev": score,
+                      "seconds": time.perf_counter() - start})
+        if score > best.get("dev", -1.0):
+            best.update(dev=score, state=copy.deepcopy(system.model.state_dict()))
+        save(result, output)
+        print(f"HF baseline step {step}: dev {100 * score:.2f}", flush=True)
+
+    fine_tune(system, data["train"], max(steps), seed=args.seed, batch_size=args.batch_size,
+              learn_rate=args.learn_rate, total_steps=args.max_steps, evaluate_at=set(steps),
+              on_evaluate=on_evaluate)
+    system.model.load_state_dict(best["state"])
+    result["hf_baseline"].update(test=system.score(data["test"]), seconds=time.perf_counter() - start,
+                                 best_dev=best["dev"])
+
+
+def read_split(task: Task, split: str) -> list:
+    path = SHARED_DATA / task.folder / f"{split}.{task.suffix}"
+    return read_bio_sentences(path) if task.kind == "ner" else read_tsv_rows(path)
+
+
+def save(result: dict, output: Path) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+# --- the plot ----------------------------------------------------------------------------------
+
+
+def plot_curves(path: Path) -> None:
+    """One panel per task with a JSON: dev score against examples seen, both systems."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("convergence_*.json"))]
+    if not runs:
+        sys.exit(f"no convergence_*.json in {RESULTS}")
+    figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
+    for axis, run in zip(axes[0], runs):
+        task = TASKS[run["task"]]
+        for system, label, style in (("ours", "spacy-bert-zh", "o-"), ("hf_baseline", "HF fine-tune", "s--")):
+            curve = run[system]["curve"]
+            if curve:
+                axis.plot([p["examples"] for p in curve], [100 * p["dev"] for p in curve], style,
+                          markersize=3, label=f"{label} (dev)")
+        figure_, what = task.published
+        axis.axhline(figure_, color="grey", linestyle=":", label=what)
+        axis.set(title=f"{task.title} (m3e-small, 4 layers)", xlabel="training examples seen",
+                 ylabel="dev score (%)")
+        axis.legend(loc="lower right", fontsize=8)
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
