@@ -203,3 +203,35 @@ def test_cli_prepare_then_convert_prepared(tmp_path):
         ["dev/cls.spacy", "test/cls.spacy", "train/cls.spacy"]
     result = runner.invoke(app, ["prepare", "msra", str(tmp_path / "nothing"), str(tmp_path / "out2")])
     assert result.exit_code == 1 and "no such file or folder" in result.output
+
+
+def test_real_workflow_from_downloads_to_test_scores(tmp_path, encoder_path):
+    """`prepare-real`, `convert-real`, `train-real` (CPU config, 2 steps) and `evaluate-real` on
+    downloads laid out as `spacy project assets` writes them."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(root / "project.yml", project)
+    shutil.copytree(root / "configs", project / "configs")
+    resume = project / "assets" / "resume"
+    resume.mkdir(parents=True)
+    bmes = [("王五任经理", ["B-NAME", "E-NAME", "O", "B-TITLE", "E-TITLE"]), ("他在上海", ["O", "O", "B-LOC", "E-LOC"])]
+    for split in ("train", "dev", "test"):
+        (resume / f"{split}.char.bmes").write_text(bio_file(bmes * 3, separator=" "), encoding="utf-8")
+    (project / "assets" / "chnsenticorp").mkdir()
+    chnsenticorp_zip(project / "assets" / "chnsenticorp" / "chnsenticorp.zip")
+    variables = ["--vars.real_ner", "resume", "--vars.real_cls", "chnsenticorp", "--vars.real_config", "cpu",
+                 "--vars.real_encoder", str(encoder_path), "--vars.real_gpu_id", "-1", "--vars.real_max_steps", "2"]
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
+    for command in ("prepare-real", "convert-real", "train-real", "evaluate-real"):
+        result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", command, str(project), *variables],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    assert json.loads((project / "corpus" / "real" / "resume" / "prepared.json").read_text())["corpus"] == "resume"
+    scores = json.loads((project / "metrics" / "real_scores.json").read_text(encoding="utf-8"))
+    assert scores["docs"] == 6 + 2  # the Resume test sentences and the ChnSentiCorp test reviews
+    assert scores["ner"] is not None and scores["textcat"] is not None
