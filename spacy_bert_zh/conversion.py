@@ -14,8 +14,10 @@ from __future__ import annotations
 from .cls_conversion import CLS_ATTRS, CLS_FORMATS, convert_cls, read_cls_docs
 from .conversion_io import ConversionError, ConversionReport
 from .ner_conversion import NER_ATTRS, convert_ner, docs_to_ner_lines, read_ner_docs, write_ner_file
+from .span_conversion import OVERLAP_POLICIES, SPAN_FORMATS, convert_spans, read_span_docs
 
 __all__ = [
-    "CLS_ATTRS", "CLS_FORMATS", "NER_ATTRS", "ConversionError", "ConversionReport", "convert_cls",
-    "convert_ner", "docs_to_ner_lines", "read_cls_docs", "read_ner_docs", "write_ner_file",
+    "CLS_ATTRS", "CLS_FORMATS", "NER_ATTRS", "OVERLAP_POLICIES", "SPAN_FORMATS", "ConversionError",
+    "ConversionReport", "convert_cls", "convert_ner", "convert_spans", "docs_to_ner_lines", "read_cls_docs",
+    "read_ner_docs", "read_span_docs", "write_ner_file",
 ]

@@ -1,8 +1,9 @@
 """Shared pieces of the corpus converters: the error, the report, reading lines, writing DocBins.
 
 ``ConversionError`` names ``file:line``; the ``ConversionReport`` counts what was read, repaired and
-skipped; ``iter_lines`` decodes a file line by line behind a progress bar; ``write_docbin`` writes
-nothing unless every doc converted. The converters are ``ner_conversion``, ``cls_conversion`` and
+skipped; ``iter_lines`` decodes a file line by line behind a progress bar (``json_array_items``
+splits a JSON array, keeping each item's line); ``write_docbin`` writes nothing unless every doc
+converted. The converters are ``ner_conversion``, ``cls_conversion`` and
 ``span_conversion`` (all re-exported by ``conversion``).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ MAX_REPAIR_EXAMPLES = 10
 # A lone surrogate, as a JSON escape such as "\ud800" without its pair gives, is not text (UTF-8
 # and spaCy's string store cannot hold it).
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_SPACE = re.compile(r"[ \t\r\n]*")
 
 
 class ConversionError(Exception):
@@ -59,6 +61,18 @@ class ConversionReport:
     crlf_lines: int = 0
     blank_lines: int = 0
     doc_markers: int = 0
+    format: str = ""
+    format_detected: bool = False
+    unlabelled_docs: int = 0
+    unknown_fields: dict = field(default_factory=dict)
+    ignored: dict = field(default_factory=dict)
+
+    def add_repair(self, kind: str, example: str) -> None:
+        """Count a repair of ``kind``; the first ``MAX_REPAIR_EXAMPLES`` examples are kept."""
+        entry = self.repairs.setdefault(kind, {"count": 0, "examples": []})
+        entry["count"] += 1
+        if len(entry["examples"]) < MAX_REPAIR_EXAMPLES:
+            entry["examples"].append(example)
 
     def summary(self) -> str:
         """A few human-readable lines (what the CLI prints)."""
@@ -108,6 +122,31 @@ def iter_lines(path: Path, report: ConversionReport, show_progress: Optional[boo
                 raise ConversionError(path, line_number, _decode_error_message(error, encoding)) from None
             yield line_number, line
         progress.update(pending_bytes)
+
+
+def json_array_items(path: Path, text: str, what: str) -> Iterator[tuple[int, Any]]:
+    """(line, value) of each item of the JSON array ``text`` (of ``what``), the line it starts on."""
+    decoder = json.JSONDecoder()
+    position = _JSON_SPACE.match(text).end()
+    if not text.startswith("[", position):
+        raise ConversionError(path, None, f"expected a JSON array of {what}")
+    position = _JSON_SPACE.match(text, position + 1).end()
+    line, counted_to = 1, 0
+    while not text.startswith("]", position):
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise ConversionError(path, error.lineno, f"invalid JSON: {error.msg} (column {error.colno})") from None
+        line, counted_to = line + text.count("\n", counted_to, position), position
+        yield line, value
+        position = _JSON_SPACE.match(text, end).end()
+        if text.startswith(",", position):
+            position = _JSON_SPACE.match(text, position + 1).end()
+        elif not text.startswith("]", position):
+            where = line + text.count("\n", counted_to, position)
+            raise ConversionError(path, where, "invalid JSON: expected ',' or ']' after an item")
+    if text[position + 1:].strip(" \t\r\n"):
+        raise ConversionError(path, None, "more JSON after the array")
 
 
 def check_encoding(encoding: str) -> str:
@@ -193,9 +232,13 @@ def _summary_lines(report: ConversionReport) -> Iterator[str]:
         detected = "detected" if report.scheme_detected else "given"
         yield f"{report.input} -> {report.output}: {counts}, {report.sentences:,} sentences " \
               f"(scheme {report.scheme.upper()}, {detected})"
-        total = sum(report.entities_per_label.values())
-        per_label = ", ".join(f"{label} {n:,}" for label, n in report.entities_per_label.items())
-        yield f"entities: {total:,} ({per_label})"
+        yield _entities_line(report)
+    elif report.task == "spans":
+        detected = "detected" if report.format_detected else "given"
+        yield f"{report.input} -> {report.output}: {counts} (format {report.format}, {detected})"
+        yield _entities_line(report)
+        if report.unlabelled_docs:
+            yield f"{report.unlabelled_docs:,} docs unlabelled (no annotation: entities missing, not none)"
     else:
         yield f"{report.input} -> {report.output}: {counts}"
         yield "docs per class: " + ", ".join(f"{label} {n:,}" for label, n in report.docs_per_class.items())
@@ -205,6 +248,12 @@ def _summary_lines(report: ConversionReport) -> Iterator[str]:
         lines = ", ".join(str(row["line"]) for row in report.skipped[:MAX_REPAIR_EXAMPLES])
         more = ", ..." if len(report.skipped) > MAX_REPAIR_EXAMPLES else ""
         yield f"skipped {len(report.skipped):,} invalid rows (lines {lines}{more}); first: {report.skipped[0]['reason']}"
+    if report.unknown_fields:
+        yield "unknown fields, not converted: " + ", ".join(
+            f"{name!r} ({entry['count']:,}x, first at line {entry['first_line']})"
+            for name, entry in report.unknown_fields.items())
+    for what, n in report.ignored.items():
+        yield f"ignored {n:,} {what}"
     if report.bom_stripped:
         yield "stripped a UTF-8 byte order mark"
     if report.crlf_lines:
@@ -213,3 +262,9 @@ def _summary_lines(report: ConversionReport) -> Iterator[str]:
         yield f"ignored {report.blank_lines:,} blank lines"
     if report.doc_markers:
         yield f"started a new doc at {report.doc_markers:,} -DOCSTART- lines"
+
+
+def _entities_line(report: ConversionReport) -> str:
+    total = sum(report.entities_per_label.values())
+    per_label = ", ".join(f"{label} {n:,}" for label, n in report.entities_per_label.items())
+    return f"entities: {total:,} ({per_label})"

@@ -15,7 +15,6 @@ from typing import Iterable, Iterator, Optional
 from spacy.tokens import Doc, Span
 
 from .conversion_io import (
-    MAX_REPAIR_EXAMPLES,
     ConversionError,
     ConversionReport,
     PathLike,
@@ -200,10 +199,7 @@ def _sentence_entities(path: Path, sentence: _Sentence, report: ConversionReport
         line_number = sentence.first_line + repair.index
         if strict:
             raise ConversionError(path, line_number, f"{repair.detail}: {repair.kind} (not repaired under --strict)")
-        entry = report.repairs.setdefault(repair.kind, {"count": 0, "examples": []})
-        entry["count"] += 1
-        if len(entry["examples"]) < MAX_REPAIR_EXAMPLES:
-            entry["examples"].append(f"line {line_number}: {repair.detail}")
+        report.add_repair(repair.kind, f"line {line_number}: {repair.detail}")
     return entities
 
 
