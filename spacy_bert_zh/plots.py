@@ -9,6 +9,7 @@ has the glyphs, else matplotlib's default with a warning that the labels may ren
 from __future__ import annotations
 
 import sys
+import warnings
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -172,16 +173,22 @@ def warn_no_font() -> None:
 @contextmanager
 def figure_context(texts: Iterable[str]):
     """``with figure_context(texts) as new_figure:`` the figures made inside use a font that has
-    the glyphs of ``texts``; ``new_figure(width, height)`` → (figure on the Agg canvas, axes)."""
+    the glyphs of ``texts``; ``new_figure(width, height)`` → (figure on the Agg canvas, axes).
+    Without such a font, ``warn_no_font`` has said so once: matplotlib's warning per missing
+    glyph is silenced."""
     import matplotlib
 
-    with matplotlib.rc_context(font_settings(list(texts))):
+    settings = font_settings(list(texts))
+    with matplotlib.rc_context(settings or {}), warnings.catch_warnings():
+        if settings is None:
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
         yield new_agg_figure
 
 
-def font_settings(texts: List[str]) -> Dict[str, Any]:
-    """matplotlib settings for ``texts``: none when the default font has their glyphs, else
-    a CJK font first (registered with matplotlib) and DejaVu Sans after it."""
+def font_settings(texts: List[str]) -> Optional[Dict[str, Any]]:
+    """matplotlib settings for ``texts``: none (``{}``) when the default font has their glyphs,
+    else a CJK font first (registered with matplotlib) and DejaVu Sans after it; None (after
+    ``warn_no_font``) when no font has them."""
     from matplotlib import font_manager
 
     if not missing_glyphs(default_font(), texts):
@@ -189,7 +196,7 @@ def font_settings(texts: List[str]) -> Dict[str, Any]:
     font = cjk_font(texts)
     if font is None:
         warn_no_font()
-        return {}
+        return None
     font_manager.fontManager.addfont(str(font))
     return {"font.family": [font_manager.FontProperties(fname=str(font)).get_name(), "DejaVu Sans"]}
 

@@ -7,6 +7,7 @@ as title the row number, the top category with its score, or the row's error.
 """
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -28,10 +29,10 @@ def show_annotated(path: Path, output: Path, rows: int = 10, offset: int = 0,
     """Write displaCy HTML of ``rows`` rows of the annotated Parquet ``path`` from row ``offset``
     to ``output``; return how many rows it shows (fewer when the file ends first)."""
     shown = read_rows(path, rows, offset, text_column)
-    html = render_annotated(shown, style)
+    page = render_annotated(shown, style)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(html, encoding="utf-8")
+    output.write_text(page, encoding="utf-8")
     return len(shown)
 
 
@@ -78,7 +79,7 @@ def render_annotated(rows: List[Dict[str, Any]], style: str = "ent") -> str:
 
     if style not in STYLES:
         raise ShowError(f"--style must be one of {', '.join(STYLES)}, not {style!r}")
-    docs = [{"text": row["text"], "title": row_title(row),
+    docs = [{"text": row["text"], "title": html.escape(row_title(row)),  # displaCy escapes only the text
              "ents": [{"start": ent["start_char"], "end": ent["end_char"], "label": ent["label"]}
                       for ent in row["entities"]]} for row in rows]
     return displacy.render(docs, style=style, manual=True, page=True, jupyter=False)
