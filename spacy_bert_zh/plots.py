@@ -52,7 +52,7 @@ def plot_ner_per_label(ner: Dict[str, Any], path: Path) -> Path:
     """Grouped P/R/F bars (percent) per entity label and for all (micro); gold counts under the labels."""
     labels = sorted(ner["per_label"])
     gold = ner.get("gold_per_label", {})
-    names = [f"{label}\n(n={gold[label]:,})" if label in gold else label for label in labels]
+    names = [f"{label}\n(n={gold.get(label, 0):,})" if gold else label for label in labels]
     names.append(f"ALL (micro)\n(n={sum(gold.values()):,})" if gold else "ALL (micro)")
     values = {key: [100 * ner["per_label"][label][key] for label in labels] + [100 * ner[key]]
               for key in "prf"}
