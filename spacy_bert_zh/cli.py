@@ -173,15 +173,24 @@ def evaluate_cmd(
     data: list[Path] = typer.Argument(..., help=".spacy files or folders of them (NER and classified docs may mix)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the scores as JSON here."),
     gpu_id: int = typer.Option(-1, help="GPU to use (-1: CPU)."),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Also write ner_per_label.png and "
+                                         "textcat_confusion.png to this folder (needs the [plots] extra)."),
 ):
     """Score a pipeline: per-label NER P/R/F, per-class F, macro F and accuracy for textcat."""
     from .evaluation import evaluate_pipeline, print_scores
+    from .plots import PlotsError
 
     if gpu_id >= 0:
         import spacy
 
         spacy.require_gpu(gpu_id)
-    print_scores(evaluate_pipeline(model, data, output))
+    try:
+        print_scores(evaluate_pipeline(model, data, output, plots=plots))
+    except PlotsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    if plots is not None:
+        typer.echo(f"plots written to {plots}")
 
 
 @app.command("make-corpus")
@@ -344,6 +353,28 @@ def annotate_cmd(
         raise typer.Exit(1)
     if summary.failed_rows:
         raise typer.Exit(3)
+
+
+@app.command("show")
+def show_cmd(
+    annotated: Path = typer.Argument(..., help="An `annotate` output Parquet file."),
+    output: Path = typer.Argument(..., help="HTML file to write."),
+    rows: int = typer.Option(10, "--rows", "-n", help="Rows to show."),
+    offset: int = typer.Option(0, help="First row to show (0-based)."),
+    text_column: str = typer.Option("text", help="Column holding the texts."),
+    style: str = typer.Option("ent", help="displaCy style (ent)."),
+):
+    """Write displaCy HTML of a few annotated rows: entities in the text, top category and its
+    score (or the row's error) as title. Reads only those rows, however large the file."""
+    from .show import ShowError, show_annotated
+
+    try:
+        shown = show_annotated(annotated, output, rows=rows, offset=offset, text_column=text_column,
+                               style=style)
+    except ShowError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"wrote {shown} row(s) to {output}")
 
 
 def comma_list(value: Optional[str]) -> Optional[list[str]]:
