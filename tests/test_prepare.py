@@ -107,6 +107,9 @@ def test_cluener_public_dev_becomes_test_and_dev_is_carved_from_train(tmp_path):
         (tmp_path / "out" / "dev.jsonl").read_text(encoding="utf-8").split("\n")[:-1]
     assert sorted(carved) == sorted(train)
     assert manifest["splits"]["dev"]["count"] == 1
+    convert_prepared(tmp_path / "out", tmp_path / "corpus", show_progress=False)
+    doc = read_docs(tmp_path / "corpus" / "test" / "ner.spacy")[0]
+    assert doc.text == "腾讯发布新游戏" and [(e.text, e.label_) for e in doc.ents] == [("腾讯", "company")]
 
 
 def test_cluener_line_that_is_not_json_is_named(tmp_path):
@@ -235,3 +238,4 @@ def test_real_workflow_from_downloads_to_test_scores(tmp_path, encoder_path):
     scores = json.loads((project / "metrics" / "real_scores.json").read_text(encoding="utf-8"))
     assert scores["docs"] == 6 + 2  # the Resume test sentences and the ChnSentiCorp test reviews
     assert scores["ner"] is not None and scores["textcat"] is not None
+    assert (project / "metrics" / "real_plots" / "textcat_confusion.png").stat().st_size > 1000
