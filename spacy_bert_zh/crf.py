@@ -56,9 +56,11 @@ def crf_marginals(emissions, lengths, transitions, start, end) -> CRFMarginals:
         step = logsumexp(transitions[None] + (emissions[:, t + 1] + beta[:, t + 1])[:, None, :], axis=2)
         beta[:, t] = xp.where(valid[:, t + 1, None], step, end[None])
     unary = xp.exp(alpha + beta - log_z[:, None, None]) * valid[:, :, None]
-    pair_scores = (alpha[:, :-1, :, None] + transitions[None, None]
-                   + (emissions[:, 1:] + beta[:, 1:])[:, :, None, :] - log_z[:, None, None, None])
-    pairwise = (xp.exp(pair_scores) * valid[:, 1:, None, None]).sum(axis=1)
+    pairwise = xp.zeros((n_batch,) + transitions.shape, dtype=alpha.dtype)  # batch x tags x tags at a time
+    for t in range(1, n_positions):
+        pair_scores = (alpha[:, t - 1, :, None] + transitions[None]
+                       + (emissions[:, t] + beta[:, t])[:, None, :] - log_z[:, None, None])
+        pairwise += xp.exp(pair_scores) * valid[:, t, None, None]
     return CRFMarginals(log_z, unary, pairwise)
 
 

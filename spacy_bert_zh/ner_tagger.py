@@ -157,7 +157,7 @@ class NERTagger(Tagger):
         transitions, start, end = self.crf_scores()
         free = crf_marginals(emissions + mask_scores(allowed), lengths, transitions, start, end)
         clamped = crf_marginals(emissions + mask_scores(gold), lengths, transitions, start, end)
-        d_unary = free.unary - clamped.unary
+        d_unary = (free.unary - clamped.unary) * (allowed.sum(axis=2) > 1)[:, :, None]  # exact 0 on forced O
         for row, i in enumerate(annotated):
             d_scores[i] = ops.asarray2f(d_unary[row, :lengths[row]].astype("f"))
         last = lengths - 1
