@@ -137,7 +137,7 @@ def spread(values: list) -> dict:
 
 
 def print_table(summary: dict) -> None:
-    print(f"\n{'':24}{'test entity F1, mean ± stdev (min-max)':>44}{'seconds/run':>14}")
+    print(f"\n{'':28}{'test entity F1, mean ± stdev (min-max)':>44}{'seconds/run':>14}")
     for corpus, taggers in summary.items():
         for tagger in (*TAGGERS, "crf_minus_softmax"):
             if tagger in taggers:
@@ -145,7 +145,7 @@ def print_table(summary: dict) -> None:
                 figures = (f"{100 * row['mean']:.1f} ± {100 * row['stdev']:.1f} "
                            f"({100 * row['min']:.1f}-{100 * row['max']:.1f}), n={row['n']}")
                 seconds = f"{row['seconds']:.0f}" if "seconds" in row else ""
-                print(f"{corpus + ', ' + tagger:24}{figures:>44}{seconds:>14}")
+                print(f"{corpus + ', ' + tagger:28}{figures:>44}{seconds:>14}")
 
 
 def parse_args() -> argparse.Namespace:
