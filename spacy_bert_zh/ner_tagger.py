@@ -9,6 +9,13 @@ exactly as for spaCy's ``ner``.
 Tokens the encoder sees nothing of (whitespace, U+200B, U+0000, ... see ``dropped_characters``)
 are decoded as O, so no entity starts, ends or continues on them; in training their gold tag is
 missing, since their vector carries no evidence to learn from.
+
+With ``crf = true`` the component also learns which tag may follow which (a linear-chain CRF,
+``crf.py``): transition scores (tags x tags, plus start and end scores) are trained with the CRF
+loss and decoded with Viterbi over them. The emission scores are the log of the tagger's softmax
+(a per-token constant away from its logits, which the CRF cancels), so the same ``spacy.Tagger.v2``
+model serves both, and the gradient it gets is the CRF's: marginals minus gold marginals. The
+BIO constraints still hold, as ``FORBIDDEN`` scores added to the learned ones, in training too.
 """
 
 from itertools import islice
@@ -21,6 +28,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Model, SequenceCategoricalCrossentropy
 
+from .crf import CRF_LAYER, FORBIDDEN, crf_marginals, crf_viterbi, with_crf_transitions
 from .dropped_characters import unaligned_tokens
 
 NER_TAGGER_FACTORY = "ner_tagger"
@@ -50,6 +58,8 @@ class NERTagger(Tagger):
     With ``keep_probabilities`` set, each annotated doc also gets its tag probabilities in
     ``doc.user_data[TAG_PROBS_KEY]`` (what ``annotate --tag-probs`` writes, and what a distilled
     student learns from). A reference doc that carries them is trained on them as soft targets.
+    With a CRF, the tag probabilities are the CRF's marginals (each token's tag distribution over
+    all valid paths), not the softmax's.
     """
 
     keep_probabilities = False
@@ -58,6 +68,11 @@ class NERTagger(Tagger):
     def entity_labels(self) -> tuple:
         """The entity types (PER, LOC, ...)."""
         return tuple(tag[2:] for tag in self.labels if tag.startswith("B-"))
+
+    @property
+    def uses_crf(self) -> bool:
+        """Whether the model carries CRF transition scores (the factory's ``crf = true``)."""
+        return self.model.name == CRF_LAYER
 
     def add_label(self, label: str) -> int:
         """Add an entity type (``PER``) or one of its tags (``B-PER``): adds O, B-PER and I-PER."""
@@ -82,7 +97,11 @@ class NERTagger(Tagger):
     def get_loss(self, examples: Iterable[Example], scores: List) -> tuple:
         """Cross-entropy against the gold BIO tags; tokens without entity annotation add nothing,
         nor do tokens the encoder sees nothing of: the gold stays in the doc, but with no evidence
-        there the model has nothing to learn, and ``predict`` makes them O anyway."""
+        there the model has nothing to learn, and ``predict`` makes them O anyway.
+
+        With a CRF, the loss of the hard-labelled docs is the CRF's (``crf_loss``); docs with soft
+        targets keep the token-level soft loss on the softmax, and give the transitions nothing.
+        """
         validate_examples(examples, "NERTagger.get_loss")
         examples = list(examples)
         loss_func = SequenceCategoricalCrossentropy(names=self.labels, normalize=False)
@@ -92,13 +111,87 @@ class NERTagger(Tagger):
         if hard:
             truths = [trainable_tags(biluo_to_bio(examples[i].get_aligned_ner()),
                                      unaligned_tokens(examples[i].predicted)) for i in hard]
-            d_hard, loss = loss_func([scores[i] for i in hard], truths)
+            if self.uses_crf:
+                d_hard, loss = self.crf_loss([scores[i] for i in hard], truths,
+                                             [examples[i].predicted for i in hard])
+            else:
+                d_hard, loss = loss_func([scores[i] for i in hard], truths)
             for i, d in zip(hard, d_hard):
                 d_scores[i] = d
         for i in soft:
             d_scores[i], doc_loss = self.soft_loss(scores[i], soft_targets(examples[i]), examples[i].predicted)
             loss += doc_loss
         return float(loss), d_scores
+
+    def crf_loss(self, scores: List, truths: List[List[Optional[str]]], docs: List[Doc]) -> tuple:
+        """Negative log-likelihood of the gold tags under the CRF, summed over the docs, and its
+        gradient on the emission scores (CRF marginals minus gold marginals, per token); the
+        gradient on the transition, start and end scores goes to the model (``inc_grad``).
+
+        A token whose gold tag is missing (None) inside an annotated doc is marginalised over: the
+        gold term sums over all its tags, so the doc teaches what its annotated tokens say and
+        nothing about that token. A doc with no gold tag at all (no entity annotation) adds no loss
+        and no gradient. Tokens the encoder sees nothing of are O on both sides of the loss, as in
+        decoding, so they add nothing either.
+        """
+        ops = self.model.ops
+        d_scores = [ops.alloc2f(*doc_scores.shape) for doc_scores in scores]
+        annotated = [i for i, tags in enumerate(truths) if any(tag is not None for tag in tags)]
+        if not annotated:
+            return d_scores, 0.0
+        tag_ids = {tag: i for i, tag in enumerate(self.labels)}
+        n_tags = len(self.labels)
+        gold_masks = []
+        for i in annotated:
+            mask = numpy.ones((len(truths[i]), n_tags), dtype=bool)
+            for t, tag in enumerate(truths[i]):
+                if tag is not None:
+                    if tag not in tag_ids:
+                        raise ValueError(f"gold tag {tag!r} is not one of the ner's tags {self.labels}")
+                    mask[t] = False
+                    mask[t, tag_ids[tag]] = True
+            gold_masks.append(mask)
+        emissions, lengths = pad_scores([emission_scores(ops.to_numpy(scores[i])) for i in annotated])
+        allowed = pad_scores([outside_only(unaligned_tokens(docs[i]), self.labels) for i in annotated])[0]
+        gold = pad_scores(gold_masks)[0] & allowed
+        transitions, start, end = self.crf_scores()
+        free = crf_marginals(emissions + mask_scores(allowed), lengths, transitions, start, end)
+        clamped = crf_marginals(emissions + mask_scores(gold), lengths, transitions, start, end)
+        d_unary = (free.unary - clamped.unary) * (allowed.sum(axis=2) > 1)[:, :, None]  # exact 0 on forced O
+        for row, i in enumerate(annotated):
+            d_scores[i] = ops.asarray2f(d_unary[row, :lengths[row]].astype("f"))
+        last = lengths - 1
+        rows = numpy.arange(len(annotated))
+        self.model.inc_grad("transitions", ops.asarray2f((free.pairwise - clamped.pairwise).sum(axis=0).astype("f")))
+        self.model.inc_grad("start", ops.asarray1f(d_unary[:, 0].sum(axis=0).astype("f")))
+        self.model.inc_grad("end", ops.asarray1f(d_unary[rows, last].sum(axis=0).astype("f")))
+        return d_scores, float((free.log_z - clamped.log_z).sum())
+
+    def crf_scores(self) -> tuple:
+        """The learned transition, start and end scores (float64 numpy) with the BIO constraints
+        added: I-X only after B-X or I-X, never first."""
+        ops = self.model.ops
+        penalty = mask_scores(allowed_transitions(self.labels))
+        transitions = ops.to_numpy(self.model.get_param("transitions")).astype("float64") + penalty[:-1]
+        start = ops.to_numpy(self.model.get_param("start")).astype("float64") + penalty[-1]
+        return transitions, start, ops.to_numpy(self.model.get_param("end")).astype("float64")
+
+    def crf_decode(self, docs: List[Doc], probabilities: List[numpy.ndarray]) -> TagGuesses:
+        """Viterbi over emissions and learned transitions, with the tokens the encoder sees
+        nothing of as O; the probabilities returned are the CRF's marginals."""
+        paths = [numpy.zeros((0,), dtype="i") for _ in docs]
+        marginals = [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs]
+        nonempty = [i for i, doc in enumerate(docs) if len(doc)]
+        emissions, lengths = pad_scores([emission_scores(probabilities[i]) for i in nonempty])
+        allowed = pad_scores([outside_only(unaligned_tokens(docs[i]), self.labels) for i in nonempty])[0]
+        emissions = emissions + mask_scores(allowed)
+        transitions, start, end = self.crf_scores()
+        best, _ = crf_viterbi(emissions, lengths, transitions, start, end)
+        unary = crf_marginals(emissions, lengths, transitions, start, end).unary
+        for row, i in enumerate(nonempty):
+            paths[i] = best[row].astype("i")
+            marginals[i] = unary[row, :lengths[row]].astype("f")
+        return TagGuesses(paths, marginals)
 
     def soft_loss(self, probs, targets: numpy.ndarray, doc: Doc) -> tuple:
         """Cross-entropy against a teacher's tag probabilities (gradient ``probs - targets``), with
@@ -125,6 +218,8 @@ class NERTagger(Tagger):
             empty = [numpy.zeros((0,), dtype="i") for _ in docs]
             return TagGuesses(empty, [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs])
         probabilities = [self.model.ops.to_numpy(doc_scores) for doc_scores in self.model.predict(docs)]
+        if self.uses_crf:
+            return self.crf_decode(docs, probabilities)
         allowed = allowed_transitions(self.labels)
         paths = [best_tag_path(probs, allowed, outside_only(unaligned_tokens(doc), self.labels))
                  for doc, probs in zip(docs, probabilities)]
@@ -142,6 +237,25 @@ class NERTagger(Tagger):
 def soft_targets(example: Example) -> Optional[numpy.ndarray]:
     """The reference doc's tag probabilities (soft targets), if it carries them."""
     return example.reference.user_data.get(TAG_PROBS_KEY)
+
+
+def emission_scores(probs: numpy.ndarray) -> numpy.ndarray:
+    """CRF emission scores of a doc: the log of the softmax's tag probabilities (float64)."""
+    return numpy.log(numpy.clip(probs.astype("float64"), 1e-12, None))
+
+
+def pad_scores(arrays: Sequence[numpy.ndarray]) -> tuple:
+    """Per-doc (tokens x tags) arrays as one zero-padded batch (docs x tokens x tags), and the lengths."""
+    lengths = numpy.asarray([len(array) for array in arrays], dtype="i")
+    batch = numpy.zeros((len(arrays), int(lengths.max()), arrays[0].shape[1]), dtype=arrays[0].dtype)
+    for row, array in enumerate(arrays):
+        batch[row, :len(array)] = array
+    return batch, lengths
+
+
+def mask_scores(allowed: numpy.ndarray) -> numpy.ndarray:
+    """0 where ``allowed``, ``FORBIDDEN`` elsewhere: what is added to forbidden scores."""
+    return numpy.where(allowed, 0.0, FORBIDDEN)
 
 
 def biluo_to_bio(tags: Sequence[Optional[str]]) -> List[Optional[str]]:
@@ -225,9 +339,12 @@ def tags_to_spans(doc: Doc, tags: Sequence[str]) -> List[Span]:
 @Language.factory(
     NER_TAGGER_FACTORY,
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_config={"model": DEFAULT_NER_TAGGER_MODEL, "scorer": {"@scorers": "spacy.ner_scorer.v1"}},
+    default_config={"model": DEFAULT_NER_TAGGER_MODEL, "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+                    "crf": False},
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_ner_tagger(nlp: Language, name: str, model: Model, scorer: Optional[Callable]) -> NERTagger:
-    """Create the BIO-tagging entity recognizer."""
-    return NERTagger(nlp.vocab, model, name, scorer=scorer)
+def make_ner_tagger(nlp: Language, name: str, model: Model, scorer: Optional[Callable],
+                    crf: bool = False) -> NERTagger:
+    """Create the BIO-tagging entity recognizer; with ``crf``, one that also learns transition
+    scores between tags (the model then holds them: see ``crf.with_crf_transitions``)."""
+    return NERTagger(nlp.vocab, with_crf_transitions(model) if crf else model, name, scorer=scorer)
