@@ -4,15 +4,18 @@ One task per run, on its full training set from ../shared/data: Resume NER (BMES
 or ChnSentiCorp (9,600 reviews). Ours is configs/cpu.cfg with only that task's component
 (transformer + ner, or transformer + textcat), scored on dev every ``--eval-every`` steps, and
 stopped when the dev score has not risen for ``--patience`` evaluations (or at ``--max-steps``).
-Then the HF baseline (benchmarks/hf_baseline.py) trains for the same number of steps of the same
-batch size, with the same learning-rate schedule (warm-up, linear decay to ``--max-steps``), and is
-scored on dev at the same steps. Each system's best dev checkpoint is scored on test.
+The HF baseline (benchmarks/hf_baseline.py) trains with the same batch size and learning-rate
+schedule (warm-up, linear decay to ``--max-steps``) and is scored on dev after the same steps:
+with ``--system both`` for as many steps as ours took; with ``--system hf`` (a second process
+beside ``--system ours --patience 0``) for ``--max-steps``. Each system's best dev checkpoint is
+scored on test.
 
-Writes benchmarks/results/convergence_<task>.json after every evaluation (a run cut short keeps
-its curve) and benchmarks/results/convergence.png from all tasks' JSON:
+Writes benchmarks/results/convergence_<task>_<system>.json after every evaluation (a run cut
+short keeps its curve) and benchmarks/results/convergence.png from all of them:
 
-    python benchmarks/convergence.py --task resume --max-steps 3000 --eval-every 150
-    python benchmarks/convergence.py --task chnsenticorp --max-steps 1200 --eval-every 150
+    python benchmarks/convergence.py --task resume --max-steps 2400 --eval-every 150
+    python benchmarks/convergence.py --task chnsenticorp --system ours --max-steps 800 --eval-every 100 --patience 0 --threads 1 &
+    python benchmarks/convergence.py --task chnsenticorp --system hf --max-steps 800 --eval-every 100 --threads 1
     python benchmarks/convergence.py --replot
 """
 from __future__ import annotations
@@ -69,24 +72,37 @@ def main() -> None:
     if not (SHARED_DATA / task.folder).is_dir():
         sys.exit(f"{SHARED_DATA / task.folder} is absent: this benchmark needs the real corpora")
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
-    result = {"task": args.task, "args": vars(args), "ours": {"curve": []}, "hf_baseline": {"curve": []}}
-    output = RESULTS / f"convergence_{args.task}.json"
-    with tempfile.TemporaryDirectory() as work:
-        train_ours(task, encoder, args, Path(work), result, output)
-    steps = [point["step"] for point in result["ours"]["curve"]]
-    train_baseline(task, encoder, args, steps, result, output)
-    save(result, output)
+    steps = planned_steps(args)
+    if args.system in ("ours", "both"):
+        ours = {"task": args.task, "system": "ours", "args": vars(args), "curve": []}
+        with tempfile.TemporaryDirectory() as work:
+            train_ours(task, encoder, args, Path(work), ours, result_path(args.task, "ours"))
+        steps = [point["step"] for point in ours["curve"]]  # where ours stopped, with patience
+    if args.system in ("hf", "both"):
+        baseline = {"task": args.task, "system": "hf_baseline", "args": vars(args), "curve": []}
+        train_baseline(task, encoder, args, steps, baseline, result_path(args.task, "hf_baseline"))
     plot_curves(RESULTS / "convergence.png")
-    print(json.dumps({system: {k: v for k, v in result[system].items() if k != "curve"}
-                      for system in ("ours", "hf_baseline")}, indent=2))
+
+
+def planned_steps(args) -> list:
+    """The steps after which spaCy evaluates ours (its step counter starts at 0, after one update)."""
+    return [step + 1 for step in range(0, args.max_steps + 1, args.eval_every)]
+
+
+def result_path(task: str, system: str) -> Path:
+    return RESULTS / f"convergence_{task}_{system}.json"
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), default="resume")
+    parser.add_argument("--system", choices=("both", "ours", "hf"), default="both",
+                        help="both: ours, then the baseline for the steps ours took; ours or hf alone "
+                             "(e.g. in two processes at once): --max-steps steps, no early stop for hf")
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--eval-every", type=int, default=150)
-    parser.add_argument("--patience", type=int, default=4, help="evaluations without a better dev score")
+    parser.add_argument("--patience", type=int, default=4, help="evaluations without a better dev score "
+                                                                 "before ours stops (0: never)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learn-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -132,7 +148,7 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
             convert_cls(source, work / split / "docs.spacy", show_progress=False)
     config_path = write_one_task_config(task, args, work / "config.cfg")
     start = time.perf_counter()
-    curve = result["ours"]["curve"]
+    curve = result["curve"]
 
     def on_score(info):
         curve.append({"step": info["step"] + 1, "examples": (info["step"] + 1) * args.batch_size,
@@ -142,8 +158,10 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
     train(config_path, work / "out", use_gpu=-1,
           overrides={"paths.train": str(work / "train"), "paths.dev": str(work / "dev"), "paths.encoder": encoder})
     scores = evaluate_pipeline(work / "out" / "model-best", [work / "test"])
-    result["ours"].update(test=scores["ner"]["f"] if task.kind == "ner" else scores["textcat"]["accuracy"],
-                          seconds=time.perf_counter() - start, best_dev=max(p["dev"] for p in curve))
+    result.update(test=scores["ner"]["f"] if task.kind == "ner" else scores["textcat"]["accuracy"],
+                  seconds=time.perf_counter() - start, best_dev=max(p["dev"] for p in curve))
+    save(result, output)
+    print(f"ours: best dev {100 * result['best_dev']:.2f}, test {100 * result['test']:.2f}", flush=True)
 
 
 def write_one_task_config(task: Task, args, path: Path) -> Path:
@@ -154,7 +172,7 @@ def write_one_task_config(task: Task, args, path: Path) -> Path:
     del config["components"]["textcat" if keep == "ner" else "ner"]
     training = config["training"]
     training.update(max_steps=args.max_steps, eval_frequency=args.eval_every,
-                    patience=args.patience * args.eval_every, max_epochs=0)
+                    patience=args.patience * args.eval_every, max_epochs=0)  # patience 0: never stop early
     training["optimizer"]["learn_rate"].update(initial_rate=args.learn_rate)
     training["batcher"]["size"] = args.batch_size
     training["score_weights"] = {task.metric: 1.0}
@@ -176,7 +194,7 @@ def train_baseline(task: Task, encoder: str, args, steps: list, result: dict, ou
         system = TokenTagger(encoder, tags, "bmes" if task.suffix == "bmes" else "bio", args.seed, device)
     else:
         system = SequenceClassifier(encoder, {label for label, _ in data["train"]}, args.seed, device)
-    curve, best = result["hf_baseline"]["curve"], {}
+    curve, best = result["curve"], {}
     start = time.perf_counter()
 
     def on_evaluate(step):
@@ -192,8 +210,9 @@ def train_baseline(task: Task, encoder: str, args, steps: list, result: dict, ou
               learn_rate=args.learn_rate, total_steps=args.max_steps, evaluate_at=set(steps),
               on_evaluate=on_evaluate)
     system.model.load_state_dict(best["state"])
-    result["hf_baseline"].update(test=system.score(data["test"]), seconds=time.perf_counter() - start,
-                                 best_dev=best["dev"])
+    result.update(test=system.score(data["test"]), seconds=time.perf_counter() - start, best_dev=best["dev"])
+    save(result, output)
+    print(f"HF baseline: best dev {100 * best['dev']:.2f}, test {100 * result['test']:.2f}", flush=True)
 
 
 def read_split(task: Task, split: str) -> list:
@@ -216,14 +235,17 @@ def plot_curves(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("convergence_*.json"))]
+    runs = {name: {system: json.loads(path.read_text(encoding="utf-8"))
+                   for system in ("ours", "hf_baseline") if (path := result_path(name, system)).is_file()}
+            for name in TASKS}
+    runs = {name: systems for name, systems in runs.items() if systems}
     if not runs:
-        sys.exit(f"no convergence_*.json in {RESULTS}")
+        sys.exit(f"no convergence_*_*.json in {RESULTS}")
     figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
-    for axis, run in zip(axes[0], runs):
-        task = TASKS[run["task"]]
+    for axis, (name, systems) in zip(axes[0], runs.items()):
+        task = TASKS[name]
         for system, label, style in (("ours", "spacy-bert-zh", "o-"), ("hf_baseline", "HF fine-tune", "s--")):
-            curve = run[system]["curve"]
+            curve = systems.get(system, {}).get("curve", [])
             if curve:
                 axis.plot([p["examples"] for p in curve], [100 * p["dev"] for p in curve], style,
                           markersize=3, label=f"{label} (dev)")

@@ -28,6 +28,7 @@ from thinc.api import Model, get_array_module
 # Added to the score of a forbidden transition or tag: exp(FORBIDDEN) is 0 in float32 and float64.
 FORBIDDEN = -1e4
 CRF_LAYER = "with_crf_transitions"
+CRF_PARAMS = ("transitions", "start", "end")  # the names the optimizer scales (training.py)
 
 
 class CRFMarginals(NamedTuple):
@@ -112,7 +113,7 @@ def with_crf_transitions(emission_model: Model) -> Model:
     """
     refs = {name: emission_model.get_ref(name) for name in emission_model.ref_names}
     return Model(CRF_LAYER, _forward_emissions, init=_init_transitions, layers=[emission_model],
-                 dims={"nO": None}, params={"transitions": None, "start": None, "end": None}, refs=refs)
+                 dims={"nO": None}, params=dict.fromkeys(CRF_PARAMS), refs=refs)
 
 
 def _forward_emissions(model: Model, docs, is_train: bool) -> Tuple[object, Callable]:

@@ -22,6 +22,8 @@ from spacy.training import Example
 from spacy.util import registry
 from thinc.api import Model, Optimizer
 
+from .crf import CRF_PARAMS
+
 TEXTCAT_FACTORY = "textcat_partial"
 TEXTCAT_SCORER = "spacy_bert_zh.textcat_scorer.v1"
 OPTIMIZER = "spacy_bert_zh.Adam.v1"
@@ -93,19 +95,23 @@ def make_annotated_cats_scorer() -> Callable:
 
 
 class HeadScaledOptimizer(Optimizer):
-    """Adam whose learning rate is multiplied by ``head_scale`` outside the PyTorch encoder.
+    """Adam whose learning rate is multiplied by ``head_scale`` outside the PyTorch encoder, and
+    by ``head_scale * crf_scale`` for the CRF scores of ``ner_tagger`` (``crf = true``).
 
     PyTorch parameters reach the optimizer under their dotted module path
     (``encoder.layer.0.attention.self.query.weight``); thinc layers name theirs plainly (``W``, ``b``).
     """
 
-    def __init__(self, *args, head_scale: float = 1.0, **kwargs):
+    def __init__(self, *args, head_scale: float = 1.0, crf_scale: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_scale = head_scale
+        self.crf_scale = crf_scale
 
     def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
         if not is_torch_parameter(key):
             lr_scale *= self.head_scale
+        if key[1] in CRF_PARAMS:
+            lr_scale *= self.crf_scale
         return super().__call__(key, weights, gradient, lr_scale=lr_scale)
 
 
@@ -115,10 +121,13 @@ def is_torch_parameter(key) -> bool:
 
 
 @registry.optimizers(OPTIMIZER)
-def make_head_scaled_adam(learn_rate, *, head_learn_rate_scale: float = 10.0, L2=0.01, beta1=0.9,
+def make_head_scaled_adam(learn_rate, *, head_learn_rate_scale: float = 10.0,
+                          crf_learn_rate_scale: float = 1.0, L2=0.01, beta1=0.9,
                           beta2=0.999, eps=1e-8, grad_clip=1.0, L2_is_weight_decay: bool = True,
                           use_averages: bool = False) -> HeadScaledOptimizer:
-    """Thinc's Adam; the heads learn ``head_learn_rate_scale`` times faster than the encoder."""
+    """Thinc's Adam; the heads learn ``head_learn_rate_scale`` times faster than the encoder, and
+    CRF transition scores ``crf_learn_rate_scale`` times faster than the other heads."""
     return HeadScaledOptimizer(learn_rate, L2=L2, beta1=beta1, beta2=beta2, eps=eps,
                                grad_clip=grad_clip, L2_is_weight_decay=L2_is_weight_decay,
-                               use_averages=use_averages, head_scale=head_learn_rate_scale)
+                               use_averages=use_averages, head_scale=head_learn_rate_scale,
+                               crf_scale=crf_learn_rate_scale)

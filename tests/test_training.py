@@ -75,6 +75,13 @@ def test_head_scaled_adam_moves_heads_faster_than_the_encoder():
     assert "spacy_bert_zh.Adam.v1" in CPU_CONFIG.read_text()
 
 
+def test_crf_scores_learn_faster_than_the_other_heads():
+    make_optimizer = registry.optimizers.get("spacy_bert_zh.Adam.v1")
+    optimizer = make_optimizer(0.01, head_learn_rate_scale=10.0, crf_learn_rate_scale=5.0, L2=0.0, grad_clip=0.0)
+    weights, _ = optimizer((3, "transitions"), numpy.zeros(4, dtype="f"), numpy.ones(4, dtype="f"))
+    assert -float(weights[0]) == pytest.approx(0.5, rel=1e-3)
+
+
 @pytest.mark.parametrize("name", ["cpu", "gpu"])
 def test_configs_resolve_with_the_head_scaled_optimizer(name, encoder_path):
     """Both shipped configs build their pipeline and resolve their [training] block."""
