@@ -210,3 +210,25 @@ def test_errors_before_any_work(encoder_path, tmp_path, monkeypatch):
     with pytest.raises(PretrainError, match="pip install jieba"):
         pretrain(encoder_path, texts, tmp_path / "ww", PretrainOptions(text_column="body", whole_word=True))
     assert not (tmp_path / "ww").exists()
+
+
+def test_project_pretrain_command(encoder_path, tmp_path):
+    """`spacy project run pretrain` on the embedded corpus's texts.parquet (2 steps)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from spacy_bert_zh.sample_corpus import write_sample_corpus
+
+    root = Path(__file__).resolve().parents[1]
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(root / "project.yml", project)
+    write_sample_corpus(project / "corpus" / "sample")
+    env = {**__import__("os").environ, "PATH": f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "spacy", "project", "run", "pretrain", str(project),
+                             "--vars.encoder", str(encoder_path), "--vars.pretrain_steps", "2"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    report = json.loads((project / "encoders" / "m3e-small-dapt" / "pretrain.json").read_text(encoding="utf-8"))
+    assert report["steps"] == 2 and report["heldout"]["texts"] == 20 and report["options"]["whole_word"]
