@@ -17,9 +17,12 @@ from spacy_bert_zh.mlm_data import (IGNORE, MaskTokens, PretrainError, Sequence,
                                     training_texts)
 from spacy_bert_zh.pretrain import PretrainOptions, load_masked_lm, pretrain, score_masked_lm
 
-TEXTS = ["这家店的快递很快，包装也不错，下次还会再来买。", "手机屏幕很清楚，电池续航一般，价格实惠。",
-         "酒店的位置很好，离地铁站很近，早餐种类很多。", "这本书写得很好，作者的观点很有意思。",
-         "衣服的质量一般，颜色和图片上的不一样。", "水果很新鲜，个头也大，家里人都喜欢吃。"]
+TEXTS = ["这家店的快递很快，包装也不错，下次还会再来买。",
+         "手机屏幕很清楚，电池续航一般，价格实惠。",
+         "酒店的位置很好，离地铁站很近，早餐种类很多。",
+         "这本书写得很好，作者的观点很有意思。",
+         "衣服的质量一般，颜色和图片上的不一样。",
+         "水果很新鲜，个头也大，家里人都喜欢吃。"]
 
 
 @pytest.fixture(scope="module")
