@@ -231,6 +231,46 @@ def extend_vocab_cmd(
         result.write_json(report)
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    encoder: Path = typer.Argument(..., help="Hugging Face encoder folder (e.g. encoders/m3e-small)."),
+    texts: Path = typer.Argument(..., help="Your raw texts: a Parquet file (--text-column) or .txt, one per line."),
+    output: Path = typer.Argument(..., help="Folder for the pretrained encoder (use it as --paths.encoder)."),
+    text_column: str = typer.Option("text", help="Parquet column holding the texts."),
+    max_steps: int = typer.Option(1000, help="Training steps (TEXTS is read again when one pass is not enough)."),
+    batch_size: int = typer.Option(32, help="Sequences per step."),
+    max_length: int = typer.Option(128, help="Pieces per sequence; longer texts are cut into several."),
+    learn_rate: float = typer.Option(5e-5, help="Peak learning rate (linear warm-up, then linear decay)."),
+    warmup: float = typer.Option(0.1, help="Share of the steps spent warming up."),
+    mask_prob: float = typer.Option(0.15, help="Share of the pieces to predict (80% [MASK], 10% random, 10% kept)."),
+    whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words (jieba segmentation; "
+                                    "needs the [pretrain] extra) instead of single characters."),
+    holdout: int = typer.Option(200, help="The first N texts are not trained on: masked-token accuracy "
+                                "on them before and after goes in pretrain.json."),
+    shuffle_buffer: int = typer.Option(10_000, help="Sequences shuffled together."),
+    seed: int = typer.Option(0, help="Seed of the shuffle, the masks and the new head's weights."),
+    gpu_id: int = typer.Option(-1, help="GPU to train on; -1 for CPU."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+):
+    """Continue the encoder's masked-language-model training on your texts (domain-adaptive
+    pretraining); OUTPUT is an encoder folder for --paths.encoder, with pretrain.json."""
+    from .pretrain import PretrainError, PretrainOptions, pretrain
+
+    try:
+        options = PretrainOptions(text_column=text_column, max_steps=max_steps, batch_size=batch_size,
+                                  max_length=max_length, learn_rate=learn_rate, warmup=warmup,
+                                  mask_prob=mask_prob, whole_word=whole_word, holdout=holdout,
+                                  shuffle_buffer=shuffle_buffer, seed=seed, gpu_id=gpu_id,
+                                  overwrite=overwrite, progress=not quiet)
+        report = pretrain(encoder, texts, output, options)
+    except PretrainError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(report.summary())
+    typer.echo(f"encoder written to {output} (report: {output / 'pretrain.json'})")
+
+
 # --- distill command (distill.py) -------------------------------------------------------------
 
 @app.command("distill")
