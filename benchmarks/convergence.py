@@ -228,17 +228,22 @@ def save(result: dict, output: Path) -> None:
 # --- the plot ----------------------------------------------------------------------------------
 
 
-def plot_curves(path: Path) -> None:
-    """One panel per task with a JSON: dev score against examples seen, both systems."""
+def load_runs() -> dict:
+    """{task: {system: result}} for every result JSON present."""
+    runs = {name: {system: json.loads(result_path(name, system).read_text(encoding="utf-8"))
+                   for system in ("ours", "hf_baseline") if result_path(name, system).is_file()}
+            for name in TASKS}
+    return {name: systems for name, systems in runs.items() if systems}
+
+
+def plot_curves(png: Path) -> None:
+    """One panel per task: dev score against examples seen, both systems; then the summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {name: {system: json.loads(path.read_text(encoding="utf-8"))
-                   for system in ("ours", "hf_baseline") if (path := result_path(name, system)).is_file()}
-            for name in TASKS}
-    runs = {name: systems for name, systems in runs.items() if systems}
+    runs = load_runs()
     if not runs:
         sys.exit(f"no convergence_*_*.json in {RESULTS}")
     figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
@@ -249,15 +254,38 @@ def plot_curves(path: Path) -> None:
             if curve:
                 axis.plot([p["examples"] for p in curve], [100 * p["dev"] for p in curve], style,
                           markersize=3, label=f"{label} (dev)")
-        figure_, what = task.published
-        axis.axhline(figure_, color="grey", linestyle=":", label=what)
+        published, what = task.published
+        axis.axhline(published, color="grey", linestyle=":", label=what)
         axis.set(title=f"{task.title} (m3e-small, 4 layers)", xlabel="training examples seen",
                  ylabel="dev score (%)")
         axis.legend(loc="lower right", fontsize=8)
         axis.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    figure.savefig(png, dpi=120)
+    print(f"wrote {png}")
+    print_summary(runs)
+
+
+def print_summary(runs: dict) -> None:
+    """A Markdown row per task: test scores of the best dev checkpoints, the published figure, and
+    ours minus HF at each step both were scored (the smallest difference and where)."""
+    print("| task | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
+    print("|---|---|---|---|---|---|")
+    for name, systems in runs.items():
+        ours, hf = systems.get("ours", {}), systems.get("hf_baseline", {})
+        hf_dev = {p["step"]: p["dev"] for p in hf.get("curve", [])}
+        common = [(p["dev"] - hf_dev[p["step"]], p["step"]) for p in ours.get("curve", []) if p["step"] in hf_dev]
+        last = ours["curve"][-1] if ours.get("curve") else {"step": 0, "examples": 0}
+        low = min(common) if common else None
+        print(f"| {TASKS[name].title} | {last['step']:,} ({last['examples']:,}) | {score_pair(ours)} | "
+              f"{score_pair(hf)} | {TASKS[name].published[0]} | "
+              + (f"{100 * low[0]:+.2f} ({low[1]:,}) |" if low else "- |"))
+
+
+def score_pair(result: dict) -> str:
+    if "test" not in result:
+        return "(running)"
+    return f"{100 * result['best_dev']:.2f} / {100 * result['test']:.2f}"
 
 
 if __name__ == "__main__":
