@@ -18,5 +18,7 @@ from . import cli_corpora  # noqa: E402,F401
 from . import cli_models  # noqa: E402,F401
 from . import cli_annotate  # noqa: E402,F401
 
-if __name__ == "__main__":
-    app()
+if __name__ == "__main__":  # python -m spacy_bert_zh.cli: the command modules registered on the
+    from spacy_bert_zh.cli import app as registered_app  # imported module's app, not this one's
+
+    registered_app()
