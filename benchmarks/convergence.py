@@ -108,6 +108,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
+    parser.add_argument("--config", default=str(ROOT / "configs" / "cpu.cfg"), help="ours: the config to train")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
     return parser.parse_args()
 
@@ -165,8 +166,8 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
 
 
 def write_one_task_config(task: Task, args, path: Path) -> Path:
-    """configs/cpu.cfg with one task's component, the run's schedule and the curve logger."""
-    config = spacy.util.load_config(ROOT / "configs" / "cpu.cfg")
+    """``--config`` with one task's component, the run's schedule and the curve logger."""
+    config = spacy.util.load_config(args.config)
     keep = "ner" if task.kind == "ner" else "textcat"
     config["nlp"]["pipeline"] = ["transformer", keep]
     del config["components"]["textcat" if keep == "ner" else "ner"]
