@@ -34,7 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune  # noqa: E402
 from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
@@ -167,16 +167,12 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
 
 def write_one_task_config(task: Task, args, path: Path) -> Path:
     """``--config`` with one task's component, the run's schedule and the curve logger."""
-    config = spacy.util.load_config(args.config)
-    keep = "ner" if task.kind == "ner" else "textcat"
-    config["nlp"]["pipeline"] = ["transformer", keep]
-    del config["components"]["textcat" if keep == "ner" else "ner"]
+    config = one_task_config("ner" if task.kind == "ner" else "textcat", {task.metric: 1.0}, Path(args.config))
     training = config["training"]
     training.update(max_steps=args.max_steps, eval_frequency=args.eval_every,
                     patience=args.patience * args.eval_every, max_epochs=0)  # patience 0: never stop early
     training["optimizer"]["learn_rate"].update(initial_rate=args.learn_rate)
     training["batcher"]["size"] = args.batch_size
-    training["score_weights"] = {task.metric: 1.0}
     training["logger"] = {"@loggers": CURVE_LOGGER, "progress_bar": False}
     config["system"]["seed"] = args.seed
     config.to_disk(path)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.data import SHARED_DATA  # noqa: E402
+from benchmarks.data import SHARED_DATA, one_task_config  # noqa: E402
 from spacy_bert_zh.conversion import convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
@@ -99,13 +99,8 @@ def train_and_score(data: Path, crf: bool, encoder: str, seed: int, args) -> dic
 
 def ner_only_config(crf: bool):
     """configs/cpu.cfg without textcat, scored on entity F1 alone, with ``crf`` for the ner."""
-    from spacy.util import load_config
-
-    config = load_config(ROOT / "configs" / "cpu.cfg")
-    config["nlp"]["pipeline"] = ["transformer", "ner"]
-    del config["components"]["textcat"]
+    config = one_task_config("ner", {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None})
     config["components"]["ner"]["crf"] = crf
-    config["training"]["score_weights"] = {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None}
     return config
 
 

@@ -1,4 +1,5 @@
-"""Readers for the real corpora in ../shared/data, used by the benchmarks (plain files, no spaCy)."""
+"""Readers for the real corpora in ../shared/data, used by the benchmarks (plain files), and the
+one-task pipeline config that several benchmarks train."""
 from __future__ import annotations
 
 import os
@@ -31,3 +32,15 @@ def read_tsv_rows(path: Path) -> List[Tuple[str, str]]:
     lines = Path(path).read_text(encoding="utf-8").split("\n")
     rows = [tuple(line.split("\t", 1)) for line in lines if line]
     return [(label, text) for label, text in rows if text.strip()]  # online_shopping has an empty review
+
+
+def one_task_config(component: str, score_weights: dict, path: Path = None):
+    """configs/cpu.cfg (or ``path``) with only transformer + ``component`` ("ner" or "textcat")
+    and ``score_weights`` for choosing the best checkpoint."""
+    from spacy.util import load_config
+
+    config = load_config(path or Path(__file__).resolve().parents[1] / "configs" / "cpu.cfg")
+    config["nlp"]["pipeline"] = ["transformer", component]
+    del config["components"]["textcat" if component == "ner" else "ner"]
+    config["training"]["score_weights"] = score_weights
+    return config

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import spacy
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.data import SHARED_DATA, read_tsv_rows  # noqa: E402
+from benchmarks.data import SHARED_DATA, one_task_config, read_tsv_rows  # noqa: E402
 from spacy_bert_zh.conversion import convert_cls  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
@@ -133,11 +132,7 @@ def sample(args):
 
 def write_textcat_config(path: Path) -> Path:
     """configs/cpu.cfg with only transformer + textcat, scored by accuracy."""
-    config = spacy.util.load_config(ROOT / "configs" / "cpu.cfg")
-    config["nlp"]["pipeline"] = ["transformer", "textcat"]
-    del config["components"]["ner"]
-    config["training"]["score_weights"] = {"cats_accuracy": 1.0}
-    config.to_disk(path)
+    one_task_config("textcat", {"cats_accuracy": 1.0}).to_disk(path)
     return path
 
 
