@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.data import SHARED_DATA, one_task_config  # noqa: E402
+from benchmarks.data import SHARED_DATA, one_task_config, read_sentence_blocks  # noqa: E402
 from spacy_bert_zh.conversion import convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
@@ -102,12 +102,6 @@ def ner_only_config(crf: bool):
     config = one_task_config("ner", {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None})
     config["components"]["ner"]["crf"] = crf
     return config
-
-
-def read_sentence_blocks(path: Path) -> list:
-    """The sentences of a ``char<sep>tag`` file as they are written: blocks of lines between blank lines."""
-    text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-    return [block.strip("\n") for block in text.split("\n\n") if block.strip()]
 
 
 def summarize(runs: list) -> dict:

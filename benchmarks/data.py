@@ -27,6 +27,17 @@ def read_bio_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:
     return sentences
 
 
+def read_sentence_blocks(path: Path) -> List[str]:
+    """The sentences of a ``char<sep>tag`` file as they are written: blocks of lines between blank lines."""
+    text = Path(path).read_text(encoding="utf-8").replace("\r\n", "\n")
+    return [block.strip("\n") for block in text.split("\n\n") if block.strip()]
+
+
+def block_text(block: str) -> str:
+    """The sentence text of one ``char<sep>tag`` block (its first column)."""
+    return "".join(line.rsplit("\t" if "\t" in line else " ", 1)[0] for line in block.split("\n"))
+
+
 def read_tsv_rows(path: Path) -> List[Tuple[str, str]]:
     """(label, text) per line of a ``label<TAB>text`` file, leaving out empty texts."""
     lines = Path(path).read_text(encoding="utf-8").split("\n")

@@ -1,15 +1,18 @@
-"""Does domain-adaptive MLM pretraining help? textcat accuracy with and without it, same steps and seeds.
+"""Does domain-adaptive MLM pretraining help? The same fine-tuning with and without it, same steps and seeds.
 
-The labelled set is a seeded sample of ``--n-labelled`` online_shopping_10_cats training reviews
-(../shared/data/online_shopping_10_cats/train.tsv); the other training reviews, without their
-labels, are the raw texts that ``spacy_bert_zh.pretrain.pretrain`` trains m3e-small's masked
-language model on (``--mlm-steps`` steps; ``--whole-word`` for jieba whole-word masking). Then our
-pipeline (configs/cpu.cfg with only transformer + textcat) is fine-tuned on the labelled sample
-from each encoder, m3e-small and the pretrained one, with the same steps and seeds, and scored on a
-seeded sample of the test reviews. Prints the accuracies, their mean ± standard deviation over the
-seeds and the difference; writes benchmarks/results/pretrain.json (with pretrain.json's report).
+``--task shopping`` (the default): the labelled set is a seeded sample of ``--n-labelled``
+online_shopping_10_cats training reviews; the other training reviews, without their labels, are
+the raw texts that ``spacy_bert_zh.pretrain.pretrain`` trains m3e-small's masked language model on
+(``--mlm-steps`` steps; ``--whole-word`` for jieba whole-word masking); textcat accuracy on a
+seeded sample of the test reviews. ``--task resume``: the same with Resume NER sentences
+(../shared/data/resume_ner) and test entity F1 on its test sentences. Our pipeline (configs/cpu.cfg
+with only transformer + that component) is fine-tuned on the labelled sample from each encoder,
+m3e-small and the pretrained one, with the same steps and seeds. Prints the scores, their mean ±
+standard deviation over the seeds and the difference; writes benchmarks/results/pretrain_TASK.json
+(with pretrain.json's report).
 
-    python benchmarks/pretrain.py --mlm-steps 2000 --whole-word --max-steps 300 --seeds 0,1,2
+    python benchmarks/pretrain.py --mlm-steps 1000 --mlm-batch-size 16 --max-length 64 --whole-word
+    python benchmarks/pretrain.py --task resume --mlm-steps 1000 --mlm-batch-size 16 --max-length 64 --whole-word
     python benchmarks/pretrain.py --dapt encoders/shop-dapt ...    # reuse a pretrained encoder
 """
 from __future__ import annotations
@@ -28,73 +31,131 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.data import SHARED_DATA, one_task_config, read_tsv_rows  # noqa: E402
-from spacy_bert_zh.conversion import convert_cls  # noqa: E402
+from benchmarks.data import (SHARED_DATA, block_text, one_task_config, read_sentence_blocks,  # noqa: E402
+                             read_tsv_rows)
+from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 from spacy_bert_zh.pretrain import PretrainOptions, pretrain  # noqa: E402
 
-CORPUS = SHARED_DATA / "online_shopping_10_cats"
+
+class ShoppingTask:
+    """online_shopping_10_cats classification: (label, text) rows, scored by accuracy."""
+    corpus = SHARED_DATA / "online_shopping_10_cats"
+    metric = "accuracy"
+
+    def sample(self, args):
+        """Labelled rows, unlabelled texts (the rest of train) and test rows."""
+        rng = random.Random(args.sample_seed)
+        train = read_tsv_rows(self.corpus / "train.tsv")
+        self.labels = sorted({label for label, _ in train})
+        labelled, rest = split_sample(train, args.n_labelled, rng)
+        test = read_tsv_rows(self.corpus / "test.tsv")
+        return labelled, [text for _, text in rest], rng.sample(test, min(args.n_test, len(test)))
+
+    def write(self, rows: list, folder: Path) -> None:
+        tsv = folder.with_suffix(".tsv")
+        tsv.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
+        convert_cls(tsv, folder / "cls.spacy", labels=self.labels, show_progress=False)
+
+    def config(self):
+        return one_task_config("textcat", {"cats_accuracy": 1.0})
+
+    def score(self, scores: dict) -> float:
+        return scores["textcat"]["accuracy"]
+
+
+class ResumeTask:
+    """Resume NER: ``char<SPACE>BMES-tag`` sentence blocks, scored by entity F1."""
+    corpus = SHARED_DATA / "resume_ner"
+    metric = "entity F1"
+
+    def sample(self, args):
+        rng = random.Random(args.sample_seed)
+        labelled, rest = split_sample(read_sentence_blocks(self.corpus / "train.bmes"), args.n_labelled, rng)
+        test = read_sentence_blocks(self.corpus / "test.bmes")
+        return labelled, [block_text(block) for block in rest], rng.sample(test, min(args.n_test, len(test)))
+
+    def write(self, blocks: list, folder: Path) -> None:
+        raw = folder.with_suffix(".bmes")
+        raw.write_text("".join(block + "\n\n" for block in blocks), encoding="utf-8")
+        convert_ner(raw, folder / "ner.spacy", scheme="bmes", show_progress=False)
+
+    def config(self):
+        return one_task_config("ner", {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None})
+
+    def score(self, scores: dict) -> float:
+        return scores["ner"]["f"]
+
+
+TASKS = {"shopping": ShoppingTask, "resume": ResumeTask}
 
 
 def main() -> None:
     args = parse_args()
     import torch
 
-    if not CORPUS.is_dir():
-        sys.exit(f"{CORPUS} is absent: this benchmark needs the real corpora")
+    task = TASKS[args.task]()
+    if not task.corpus.is_dir():
+        sys.exit(f"{task.corpus} is absent: this benchmark needs the real corpora")
     torch.set_num_threads(args.threads)
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+    output = Path(args.output or ROOT / "benchmarks" / "results" / f"pretrain_{args.task}.json")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        labelled, unlabelled, test, labels = sample(args)
-        print(f"{len(labelled)} labelled reviews, {len(unlabelled)} unlabelled, {len(test)} test; "
-              f"{len(labels)} classes", flush=True)
-        result = {"args": vars(args), "texts": {"labelled": len(labelled), "unlabelled": len(unlabelled),
-                                                "test": len(test)}}
-        if args.dapt:
-            dapt = Path(args.dapt)
-            report_path = dapt / "pretrain.json"
-            result["pretrain"] = json.loads(report_path.read_text()) if report_path.is_file() else None
-        else:
-            dapt = work / "dapt"
-            texts = work / "unlabelled.parquet"
-            pq.write_table(pa.table({"text": unlabelled}), texts)
-            options = PretrainOptions(max_steps=args.mlm_steps, batch_size=args.mlm_batch_size,
-                                      max_length=args.max_length, learn_rate=args.mlm_learn_rate,
-                                      whole_word=args.whole_word, holdout=args.holdout, seed=args.sample_seed,
-                                      overwrite=True, progress=not args.quiet)
-            report = pretrain(encoder, texts, dapt, options)
-            print(report.summary(), flush=True)
-            result["pretrain"] = json.loads((dapt / "pretrain.json").read_text())
-        for name, rows in (("train", labelled), ("test", test)):
-            tsv = work / f"{name}.tsv"
-            tsv.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
-            convert_cls(tsv, work / name / "cls.spacy", labels=labels, show_progress=False)
-        config = write_textcat_config(work / "textcat.cfg")
+        labelled, unlabelled, test = task.sample(args)
+        if args.n_unlabelled is not None:
+            unlabelled = random.Random(args.sample_seed).sample(unlabelled, min(args.n_unlabelled, len(unlabelled)))
+        print(f"{args.task}: {len(labelled)} labelled, {len(unlabelled)} unlabelled, {len(test)} test",
+              flush=True)
+        result = {"args": vars(args), "metric": task.metric,
+                  "texts": {"labelled": len(labelled), "unlabelled": len(unlabelled), "test": len(test)}}
+        dapt, result["pretrain"] = pretrained_encoder(encoder, unlabelled, work, args)
+        task.write(labelled, work / "train")
+        task.write(test, work / "test")
+        config = work / "task.cfg"
+        task.config().to_disk(config)
         runs = {"m3e-small": [], "m3e-small + MLM": []}
         for seed in args.seeds:
             for system, path in (("m3e-small", encoder), ("m3e-small + MLM", str(dapt))):
                 start = time.perf_counter()
-                accuracy = fine_tune(config, path, work, seed, args)
-                runs[system].append({"seed": seed, "accuracy": accuracy, "seconds": time.perf_counter() - start})
+                score = task.score(fine_tune(config, path, work, seed, args))
+                runs[system].append({"seed": seed, "score": score, "seconds": time.perf_counter() - start})
                 print(json.dumps({"system": system, **runs[system][-1]}), flush=True)
     result["runs"] = runs
-    result["summary"] = {system: spread([run["accuracy"] for run in seeds]) for system, seeds in runs.items()}
-    differences = [b["accuracy"] - a["accuracy"] for a, b in zip(runs["m3e-small"], runs["m3e-small + MLM"])]
+    result["summary"] = {system: spread([run["score"] for run in seeds]) for system, seeds in runs.items()}
+    differences = [b["score"] - a["score"] for a, b in zip(runs["m3e-small"], runs["m3e-small + MLM"])]
     result["summary"]["difference"] = spread(differences)
-    print_table(result["summary"])
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    print(f"wrote {args.output}")
+    print_table(result["summary"], task.metric)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"wrote {output}")
+
+
+def pretrained_encoder(encoder: str, texts: list, work: Path, args):
+    """The MLM-pretrained encoder folder (``--dapt``, or trained here on ``texts``) and its report."""
+    if args.dapt:
+        dapt = Path(args.dapt)
+    else:
+        dapt = work / "dapt"
+        texts_path = work / "unlabelled.parquet"
+        pq.write_table(pa.table({"text": texts}), texts_path)
+        options = PretrainOptions(max_steps=args.mlm_steps, batch_size=args.mlm_batch_size,
+                                  max_length=args.max_length, learn_rate=args.mlm_learn_rate,
+                                  whole_word=args.whole_word, holdout=args.holdout, seed=args.sample_seed,
+                                  overwrite=True, progress=not args.quiet)
+        print(pretrain(encoder, texts_path, dapt, options).summary(), flush=True)
+    report = dapt / "pretrain.json"
+    return dapt, json.loads(report.read_text()) if report.is_file() else None
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-labelled", type=int, default=1000, help="labelled training reviews")
+    parser.add_argument("--task", choices=list(TASKS), default="shopping")
+    parser.add_argument("--n-labelled", type=int, default=1000, help="labelled training reviews or sentences")
     parser.add_argument("--n-unlabelled", type=int, default=None,
-                        help="MLM texts: a sample of the other training reviews (default: all of them)")
-    parser.add_argument("--n-test", type=int, default=1000, help="test reviews (a seeded sample)")
+                        help="MLM texts: a sample of the other training texts (default: all of them)")
+    parser.add_argument("--n-test", type=int, default=1000, help="test texts (a seeded sample; all when fewer)")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the samples and of the MLM run")
     parser.add_argument("--seeds", type=lambda text: [int(x) for x in text.split(",")], default=[0, 1, 2],
                         help="fine-tuning seeds, comma-separated (each system trains once per seed)")
@@ -111,33 +172,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--encoder", default=None, help="HF folder (default: m3e-small)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quiet", action="store_true", help="no MLM progress bar")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "pretrain.json"))
+    parser.add_argument("--output", default=None, help="default: benchmarks/results/pretrain_TASK.json")
     return parser.parse_args()
 
 
-def sample(args):
-    """Labelled, unlabelled (the rest of train, texts only) and test reviews; the class names."""
-    rng = random.Random(args.sample_seed)
-    train = read_tsv_rows(CORPUS / "train.tsv")
-    chosen = set(rng.sample(range(len(train)), args.n_labelled))
-    labelled = [train[i] for i in sorted(chosen)]
-    rng.shuffle(labelled)
-    unlabelled = [text for i, (_, text) in enumerate(train) if i not in chosen]
-    if args.n_unlabelled is not None:
-        unlabelled = rng.sample(unlabelled, min(args.n_unlabelled, len(unlabelled)))
-    test = read_tsv_rows(CORPUS / "test.tsv")
-    test = rng.sample(test, min(args.n_test, len(test)))
-    return labelled, unlabelled, test, sorted({label for label, _ in train})
+def split_sample(items: list, size: int, rng: random.Random):
+    """A seeded, shuffled sample of ``size`` items, and the other items in their order."""
+    chosen = set(rng.sample(range(len(items)), size))
+    sample = [items[i] for i in sorted(chosen)]
+    rng.shuffle(sample)
+    return sample, [item for i, item in enumerate(items) if i not in chosen]
 
 
-def write_textcat_config(path: Path) -> Path:
-    """configs/cpu.cfg with only transformer + textcat, scored by accuracy."""
-    one_task_config("textcat", {"cats_accuracy": 1.0}).to_disk(path)
-    return path
-
-
-def fine_tune(config: Path, encoder: str, work: Path, seed: int, args) -> float:
-    """``spacy train`` from ``encoder`` on the labelled sample; accuracy of model-last on test."""
+def fine_tune(config: Path, encoder: str, work: Path, seed: int, args) -> dict:
+    """``spacy train`` from ``encoder`` on the labelled sample; the scores of model-last on test."""
     from spacy.cli.train import train
 
     out = work / "out"
@@ -145,7 +193,7 @@ def fine_tune(config: Path, encoder: str, work: Path, seed: int, args) -> float:
         "paths.train": str(work / "train"), "paths.dev": str(work / "test"), "paths.encoder": encoder,
         "system.seed": seed, "training.max_steps": args.max_steps, "training.eval_frequency": args.max_steps,
         "training.batcher.size": args.batch_size, "training.optimizer.learn_rate.initial_rate": args.learn_rate})
-    return evaluate_pipeline(out / "model-last", [work / "test"])["textcat"]["accuracy"]
+    return evaluate_pipeline(out / "model-last", [work / "test"])
 
 
 def spread(values: list) -> dict:
@@ -153,8 +201,8 @@ def spread(values: list) -> dict:
             "values": values}
 
 
-def print_table(summary: dict) -> None:
-    print("\n| encoder | test accuracy, mean ± s.d. over seeds |\n|---|---|")
+def print_table(summary: dict, metric: str) -> None:
+    print(f"\n| encoder | test {metric}, mean ± s.d. over seeds |\n|---|---|")
     for system, figures in summary.items():
         print(f"| {system} | {100 * figures['mean']:.2f} ± {100 * figures['stdev']:.2f} |")
 
