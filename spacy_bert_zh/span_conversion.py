@@ -29,7 +29,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, Optional
 
 from spacy.tokens import Doc, Span
 
@@ -41,24 +41,13 @@ from .conversion_io import (
     check_encoding,
     iter_lines,
     json_array_items,
-    text_problem,
     write_docbin,
 )
 from .ner_conversion import NER_ATTRS
+from .span_formats import CharSpan, InvalidRecord, parse_record
 
 SPAN_FORMATS = ("cluener", "doccano", "labelstudio")
 OVERLAP_POLICIES = ("error", "longest", "first")
-# Top-level fields each format's exports carry besides the text; others are reported as unknown.
-KNOWN_FIELDS = {
-    "cluener": {"id", "label"},  # the test split has id and text, no label
-    "doccano": {"id", "label", "labels", "entities", "relations", "Comments", "comments", "meta",
-                "annotation_approver"},
-    "labelstudio": {"id", "data", "annotations", "predictions", "drafts", "meta", "file_upload", "project",
-                    "inner_id", "created_at", "updated_at", "updated_by", "total_annotations",
-                    "cancelled_annotations", "total_predictions", "comment_count", "unresolved_comment_count",
-                    "last_comment_updated_at", "comment_authors", "annotators", "is_labeled"},
-}
-SKIP_HINT = "use --skip-invalid to skip such records"
 
 
 def convert_spans(
@@ -109,9 +98,11 @@ def read_span_docs(
     vocab = blank_zh().vocab
     for record in records:
         try:
-            text, spans, ignored, unknown = _parse_record(record, report.format, text_field, strict)
+            if record.problem:
+                raise InvalidRecord(record.problem)
+            text, spans, ignored, unknown = parse_record(record.value, report.format, text_field, strict)
             spans = None if spans is None else _without_overlaps(record, text, spans, overlap, report)
-        except _Invalid as problem:
+        except InvalidRecord as problem:
             _handle_invalid(path, record, problem, report, skip_invalid)
             continue
         _note_ignored(report, record, ignored, unknown)
@@ -154,14 +145,6 @@ class _Record:
         return f"{self.where()}: {message}" if self.task is not None else message
 
 
-class _Invalid(Exception):
-    """A record that cannot be converted; ``hint`` says how to get past it."""
-
-    def __init__(self, message: str, hint: str = SKIP_HINT):
-        super().__init__(message)
-        self.message, self.hint = message, hint
-
-
 def _read_records(path: Path, report: ConversionReport, show_progress: Optional[bool],
                   file_format: Optional[str]) -> tuple[str, list[_Record]]:
     """The format (given or detected) and the file's records."""
@@ -202,41 +185,6 @@ def _detect_jsonl_format(records: list[_Record]) -> str:
     return "cluener"
 
 
-# --- parsing records ----------------------------------------------------------------------------
-
-
-class _Span(NamedTuple):
-    start: int
-    end: int
-    label: str
-
-
-def _parse_record(record: _Record, file_format: str, text_field: str,
-                  strict: bool) -> tuple[str, Optional[list[_Span]], Counter, list[str]]:
-    """The text, the spans (None: unlabelled), what was ignored and the unknown fields of a record."""
-    if record.problem:
-        raise _Invalid(record.problem)
-    if not isinstance(record.value, dict):
-        raise _Invalid(f"expected a JSON object, got {type(record.value).__name__}")
-    known = KNOWN_FIELDS[file_format] | ({text_field} if file_format != "labelstudio" else set())
-    unknown = [name for name in record.value if name not in known]
-    if unknown and strict:
-        raise _Invalid(f"unknown fields {', '.join(map(repr, unknown))} for {file_format}",
-                       "without --strict they are only listed in the report")
-    ignored: Counter = Counter()
-    if file_format == "labelstudio":
-        data = record.value.get("data")
-        if not isinstance(data, dict):
-            raise _Invalid(f"'data' must be an object holding the text, got {_short(data)}")
-        text = _text(data, text_field, "data field")
-        spans = _labelstudio_spans(record.value, text, ignored)
-    else:
-        text = _text(record.value, text_field, "field")
-        spans = _cluener_spans(record.value, text) if file_format == "cluener" \
-            else _doccano_spans(record.value, text, ignored)
-    return text, spans, ignored, unknown
-
-
 def _note_ignored(report: ConversionReport, record: _Record, ignored: Counter, unknown: list[str]) -> None:
     """Add a converted record's ignored parts and unknown fields to the report."""
     for what, n in ignored.items():
@@ -247,120 +195,8 @@ def _note_ignored(report: ConversionReport, record: _Record, ignored: Counter, u
         entry["count"] += 1
 
 
-def _text(fields: dict, text_field: str, what: str) -> str:
-    if text_field not in fields:
-        raise _Invalid(f"no {what} {text_field!r} (there: {', '.join(map(repr, fields)) or 'none'}); "
-                       f"choose with --text-field")
-    problem = text_problem(fields[text_field])
-    if problem:
-        raise _Invalid(problem)
-    return fields[text_field]
-
-
-def _cluener_spans(record: dict, text: str) -> Optional[list[_Span]]:
-    """``label``: ``{type: {entity text: [[start, end], ...]}}``, ends inclusive."""
-    label = record.get("label")
-    if label is None:
-        return None
-    if not isinstance(label, dict) or not all(isinstance(entities, dict) for entities in label.values()):
-        raise _Invalid(f"'label' must be an object {{type: {{entity text: [[start, end], ...]}}}}, "
-                       f"got {_short(label)}")
-    spans = []
-    for entity_type, entities in label.items():
-        for entity_text, positions in entities.items():
-            if not isinstance(positions, list) or not all(isinstance(p, list) and len(p) == 2 for p in positions):
-                raise _Invalid(f"{entity_type} {entity_text!r}: expected a list of [start, end] pairs, "
-                               f"got {_short(positions)}")
-            for start, end in positions:
-                written = f"{entity_type} {entity_text!r} [{start}, {end}] (end inclusive)"
-                end = end + 1 if _is_int(end) else end
-                spans.append(_checked_span(text, start, end, entity_type, entity_text, written))
-    return spans
-
-
-def _doccano_spans(record: dict, text: str, ignored: Counter) -> Optional[list[_Span]]:
-    """``label``/``labels``: ``[[start, end, type], ...]``, or ``entities``: a list of objects."""
-    keys = [key for key in ("label", "labels", "entities") if key in record]
-    if not keys:
-        return None
-    if len(keys) > 1:
-        raise _Invalid(f"both {keys[0]!r} and {keys[1]!r}: expected one list of spans")
-    items, objects = record[keys[0]], keys[0] == "entities"
-    if not isinstance(items, list):
-        raise _Invalid(f"{keys[0]!r} must be a list of spans, got {_short(items)}")
-    if record.get("relations"):
-        ignored["doccano relations (not converted)"] += len(record["relations"])
-    spans = []
-    for item in items:
-        if objects and isinstance(item, dict):
-            start, end, label = item.get("start_offset"), item.get("end_offset"), item.get("label")
-        elif not objects and isinstance(item, list) and len(item) == 3:
-            start, end, label = item
-        else:
-            shape = "{start_offset, end_offset, label}" if objects else "[start, end, label]"
-            raise _Invalid(f"{keys[0]!r}: expected {shape} for each span, got {_short(item)}")
-        spans.append(_checked_span(text, start, end, label, None, _short(item)))
-    return spans
-
-
-def _labelstudio_spans(task: dict, text: str, ignored: Counter) -> Optional[list[_Span]]:
-    """The ``labels`` results of the task's first annotation not ``was_cancelled``."""
-    annotations = task.get("annotations") or []
-    if not isinstance(annotations, list) or not all(isinstance(item, dict) for item in annotations):
-        raise _Invalid(f"'annotations' must be a list of objects, got {_short(annotations)}")
-    active = [annotation for annotation in annotations if not annotation.get("was_cancelled")]
-    ignored["cancelled Label Studio annotations"] += len(annotations) - len(active)
-    if not active:
-        return None
-    ignored["Label Studio annotations after a task's first (not converted)"] += len(active) - 1
-    results = active[0].get("result") or []
-    spans = []
-    for result in results if isinstance(results, list) else [results]:
-        value = result.get("value") if isinstance(result, dict) else None
-        if not isinstance(value, dict) or "labels" not in value:
-            kind = result.get("type") if isinstance(result, dict) else None
-            ignored[f"Label Studio results of type {kind!r} (not labels)"] += 1
-            continue
-        labels, start, end = value["labels"], value.get("start"), value.get("end")
-        if not isinstance(labels, list) or len(labels) != 1:
-            raise _Invalid(f"result [{start}, {end}): expected exactly one label, got {_short(labels)}")
-        written = f"{labels[0]} [{start}, {end})"
-        spans.append(_checked_span(text, start, end, labels[0], value.get("text"), written))
-    return spans
-
-
-# --- checking spans -----------------------------------------------------------------------------
-
-
-def _checked_span(text: str, start: Any, end: Any, label: Any, given: Optional[str], written: str) -> _Span:
-    """The span ``start:end`` (end exclusive) of ``text``, or why it is not one; ``written`` is the
-    span as the file has it."""
-    if not (_is_int(start) and _is_int(end)):
-        raise _Invalid(f"span {written}: the offsets must be integers")
-    if not isinstance(label, str) or not label.strip():
-        raise _Invalid(f"span {written}: the label must be a non-empty string")
-    if start < 0 or end > len(text):
-        raise _Invalid(f"span {written}: out of range for a text of {len(text)} characters"
-                       f"{_utf16_hint(text, start, end, given)}")
-    if start >= end:
-        raise _Invalid(f"span {written}: the start must be before the end")
-    if given is not None and text[start:end] != given:
-        raise _Invalid(f"span {written}: the text has {text[start:end]!r} there, the file says {given!r}"
-                       f"{_utf16_hint(text, start, end, given)}")
-    return _Span(start, end, label)
-
-
-def _utf16_hint(text: str, start: int, end: int, given: Optional[str]) -> str:
-    """A hint when the offsets count UTF-16 code units (as JavaScript does; a known Label Studio
-    problem after emoji and CJK extension characters)."""
-    units = text.encode("utf-16-le")[2 * max(start, 0):2 * end].decode("utf-16-le", errors="replace")
-    if given is None or units != given:
-        return ""
-    return " (the offsets count UTF-16 code units, as JavaScript does, not characters)"
-
-
-def _without_overlaps(record: _Record, text: str, spans: list[_Span], overlap: str,
-                      report: ConversionReport) -> list[_Span]:
+def _without_overlaps(record: _Record, text: str, spans: list[CharSpan], overlap: str,
+                      report: ConversionReport) -> list[CharSpan]:
     """The spans in text order, identical ones merged and overlaps resolved by ``overlap`` (error:
     raise on the first overlap); merges and drops are counted in the report's repairs."""
     at = f"line {record.line}" + (f" ({record.where()})" if record.task is not None else "")
@@ -371,25 +207,25 @@ def _without_overlaps(record: _Record, text: str, spans: list[_Span], overlap: s
         order = sorted(unique, key=lambda span: (span.start - span.end, span.start))
     else:
         order = sorted(unique, key=lambda span: (span.start, span.start - span.end))
-    kept: list[_Span] = []
+    kept: list[CharSpan] = []
     for span in order:
         blocker = next((other for other in kept if other.start < span.end and span.start < other.end), None)
         if blocker is None:
             kept.append(span)
         elif overlap == "error":
-            raise _Invalid(f"overlapping spans {_describe(text, blocker)} and {_describe(text, span)}",
-                           f"use --overlap longest or --overlap first to keep one, or --skip-invalid")
+            raise InvalidRecord(f"overlapping spans {_describe(text, blocker)} and {_describe(text, span)}",
+                                "use --overlap longest or --overlap first to keep one, or --skip-invalid")
         else:
             report.add_repair(f"overlapping span dropped (--overlap {overlap})",
                               f"{at}: dropped {_describe(text, span)}, kept {_describe(text, blocker)}")
     return sorted(kept)
 
 
-def _describe(text: str, span: _Span) -> str:
+def _describe(text: str, span: CharSpan) -> str:
     return f"{span.label} {text[span.start:span.end]!r} [{span.start}, {span.end})"
 
 
-def _handle_invalid(path: Path, record: _Record, problem: _Invalid, report: ConversionReport,
+def _handle_invalid(path: Path, record: _Record, problem: InvalidRecord, report: ConversionReport,
                     skip_invalid: bool) -> None:
     message = record.located(problem.message)
     if not skip_invalid:
@@ -397,7 +233,7 @@ def _handle_invalid(path: Path, record: _Record, problem: _Invalid, report: Conv
     report.skipped.append({"line": record.line, "reason": message})
 
 
-def _span_doc(vocab, text: str, spans: Optional[list[_Span]]) -> Doc:
+def _span_doc(vocab, text: str, spans: Optional[list[CharSpan]]) -> Doc:
     """A doc of one token per character; entities set (the rest O) unless ``spans`` is None."""
     doc = Doc(vocab, words=list(text), spaces=[False] * len(text))
     if spans is not None:
@@ -405,11 +241,3 @@ def _span_doc(vocab, text: str, spans: Optional[list[_Span]]) -> Doc:
     return doc
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """``value`` as JSON, cut to ``limit`` characters."""
-    written = json.dumps(value, ensure_ascii=False)
-    return written if len(written) <= limit else written[:limit - 3] + "..."
