@@ -53,6 +53,9 @@ class ShoppingTask:
         test = read_tsv_rows(self.corpus / "test.tsv")
         return labelled, [text for _, text in rest], rng.sample(test, min(args.n_test, len(test)))
 
+    def text(self, row) -> str:
+        return row[1]
+
     def write(self, rows: list, folder: Path) -> None:
         tsv = folder.with_suffix(".tsv")
         tsv.write_text("".join(f"{label}\t{text}\n" for label, text in rows), encoding="utf-8")
@@ -75,6 +78,9 @@ class ResumeTask:
         labelled, rest = split_sample(read_sentence_blocks(self.corpus / "train.bmes"), args.n_labelled, rng)
         test = read_sentence_blocks(self.corpus / "test.bmes")
         return labelled, [block_text(block) for block in rest], rng.sample(test, min(args.n_test, len(test)))
+
+    def text(self, block: str) -> str:
+        return block_text(block)
 
     def write(self, blocks: list, folder: Path) -> None:
         raw = folder.with_suffix(".bmes")
