@@ -11,7 +11,8 @@ beside ``--system ours --patience 0``) for ``--max-steps``. Each system's best d
 scored on test.
 
 Writes benchmarks/results/convergence_<task>_<system>.json after every evaluation (a run cut
-short keeps its curve) and benchmarks/results/convergence.png from all of them:
+short keeps its curve) and benchmarks/results/convergence.png from all of them (`--results DIR`
+for trial runs that must not replace them):
 
     python benchmarks/convergence.py --task resume --max-steps 2400 --eval-every 150
     python benchmarks/convergence.py --task chnsenticorp --system ours --max-steps 800 --eval-every 100 --patience 0 --threads 1 &
@@ -65,7 +66,7 @@ TASKS = {
 def main() -> None:
     args = parse_args()
     if args.replot:
-        plot_curves(RESULTS / "convergence.png")
+        plot_curves(args.results)
         return
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -76,12 +77,12 @@ def main() -> None:
     if args.system in ("ours", "both"):
         ours = {"task": args.task, "system": "ours", "args": vars(args), "curve": []}
         with tempfile.TemporaryDirectory() as work:
-            train_ours(task, encoder, args, Path(work), ours, result_path(args.task, "ours"))
+            train_ours(task, encoder, args, Path(work), ours, result_path(args.results, args.task, "ours"))
         steps = [point["step"] for point in ours["curve"]]  # where ours stopped, with patience
     if args.system in ("hf", "both"):
         baseline = {"task": args.task, "system": "hf_baseline", "args": vars(args), "curve": []}
-        train_baseline(task, encoder, args, steps, baseline, result_path(args.task, "hf_baseline"))
-    plot_curves(RESULTS / "convergence.png")
+        train_baseline(task, encoder, args, steps, baseline, result_path(args.results, args.task, "hf_baseline"))
+    plot_curves(args.results)
 
 
 def planned_steps(args) -> list:
@@ -89,8 +90,8 @@ def planned_steps(args) -> list:
     return [step + 1 for step in range(0, args.max_steps + 1, args.eval_every)]
 
 
-def result_path(task: str, system: str) -> Path:
-    return RESULTS / f"convergence_{task}_{system}.json"
+def result_path(results: Path, task: str, system: str) -> Path:
+    return results / f"convergence_{task}_{system}.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -110,6 +111,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu.cfg"), help="ours: the config to train")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder of the JSON files and the PNG (another one for trial runs)")
     return parser.parse_args()
 
 
@@ -225,24 +228,25 @@ def save(result: dict, output: Path) -> None:
 # --- the plot ----------------------------------------------------------------------------------
 
 
-def load_runs() -> dict:
-    """{task: {system: result}} for every result JSON present."""
-    runs = {name: {system: json.loads(result_path(name, system).read_text(encoding="utf-8"))
-                   for system in ("ours", "hf_baseline") if result_path(name, system).is_file()}
+def load_runs(results: Path) -> dict:
+    """{task: {system: result}} for every result JSON in ``results``."""
+    runs = {name: {system: json.loads(result_path(results, name, system).read_text(encoding="utf-8"))
+                   for system in ("ours", "hf_baseline") if result_path(results, name, system).is_file()}
             for name in TASKS}
     return {name: systems for name, systems in runs.items() if systems}
 
 
-def plot_curves(png: Path) -> None:
-    """One panel per task: dev score against examples seen, both systems; then the summary table."""
+def plot_curves(results: Path) -> None:
+    """``results``/convergence.png: one panel per task, dev score against examples seen, both
+    systems; then the summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = load_runs()
+    runs = load_runs(results)
     if not runs:
-        sys.exit(f"no convergence_*_*.json in {RESULTS}")
+        sys.exit(f"no convergence_*_*.json in {results}")
     figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
     for axis, (name, systems) in zip(axes[0], runs.items()):
         task = TASKS[name]
@@ -258,6 +262,7 @@ def plot_curves(png: Path) -> None:
         axis.legend(loc="lower right", fontsize=8)
         axis.grid(alpha=0.3)
     figure.tight_layout()
+    png = results / "convergence.png"
     figure.savefig(png, dpi=120)
     print(f"wrote {png}")
     print_summary(runs)
