@@ -12,10 +12,8 @@ writes benchmarks/results/extend_vocab_TASK.json with the extension's report.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,8 +22,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.pretrain import TASKS, fine_tune, print_table, spread  # noqa: E402
-from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
+from benchmarks.pretrain import TASKS, compare_encoders, open_task, write_result  # noqa: E402
 from spacy_bert_zh.vocab_extension import extend_vocab  # noqa: E402
 
 EXTENDED = "m3e-small + extend-vocab"
@@ -33,13 +30,7 @@ EXTENDED = "m3e-small + extend-vocab"
 
 def main() -> None:
     args = parse_args()
-    import torch
-
-    task = TASKS[args.task]()
-    if not task.corpus.is_dir():
-        sys.exit(f"{task.corpus} is absent: this benchmark needs the real corpora")
-    torch.set_num_threads(args.threads)
-    encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+    task, encoder = open_task(args)
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"extend_vocab_{args.task}.json")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -49,24 +40,10 @@ def main() -> None:
         report = extend_vocab(encoder, texts, work / "extended", show_progress=False)
         print(f"[UNK] characters in the training texts: {report.unk_before:,} -> {report.unk_after:,}; "
               f"{len(report.added)} slots filled", flush=True)
-        task.write(labelled, work / "train")
-        task.write(test, work / "test")
-        config = work / "task.cfg"
-        task.config().to_disk(config)
-        runs = {"m3e-small": [], EXTENDED: []}
-        for seed in args.seeds:
-            for system, path in (("m3e-small", encoder), (EXTENDED, str(work / "extended"))):
-                start = time.perf_counter()
-                score = task.score(fine_tune(config, path, work, seed, args))
-                runs[system].append({"seed": seed, "score": score, "seconds": time.perf_counter() - start})
-                print(json.dumps({"system": system, **runs[system][-1]}), flush=True)
-    summary = {system: spread([run["score"] for run in seeds]) for system, seeds in runs.items()}
-    summary["difference"] = spread([b["score"] - a["score"] for a, b in zip(runs["m3e-small"], runs[EXTENDED])])
-    print_table(summary, task.metric)
-    result = {"args": vars(args), "metric": task.metric, "vocab": asdict(report), "runs": runs, "summary": summary}
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-    print(f"wrote {output}")
+        runs, summary = compare_encoders(task, labelled, test,
+                                         {"m3e-small": encoder, EXTENDED: str(work / "extended")}, work, args)
+    write_result({"args": vars(args), "metric": task.metric, "vocab": asdict(report), "runs": runs,
+                  "summary": summary}, output)
 
 
 def parse_args() -> argparse.Namespace:

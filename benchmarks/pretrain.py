@@ -99,13 +99,7 @@ TASKS = {"shopping": ShoppingTask, "resume": ResumeTask}
 
 def main() -> None:
     args = parse_args()
-    import torch
-
-    task = TASKS[args.task]()
-    if not task.corpus.is_dir():
-        sys.exit(f"{task.corpus} is absent: this benchmark needs the real corpora")
-    torch.set_num_threads(args.threads)
-    encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+    task, encoder = open_task(args)
     output = Path(args.output or ROOT / "benchmarks" / "results" / f"pretrain_{args.task}.json")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -117,22 +111,44 @@ def main() -> None:
         result = {"args": vars(args), "metric": task.metric,
                   "texts": {"labelled": len(labelled), "unlabelled": len(unlabelled), "test": len(test)}}
         dapt, result["pretrain"] = pretrained_encoder(encoder, unlabelled, work, args)
-        task.write(labelled, work / "train")
-        task.write(test, work / "test")
-        config = work / "task.cfg"
-        task.config().to_disk(config)
-        runs = {"m3e-small": [], "m3e-small + MLM": []}
-        for seed in args.seeds:
-            for system, path in (("m3e-small", encoder), ("m3e-small + MLM", str(dapt))):
-                start = time.perf_counter()
-                score = task.score(fine_tune(config, path, work, seed, args))
-                runs[system].append({"seed": seed, "score": score, "seconds": time.perf_counter() - start})
-                print(json.dumps({"system": system, **runs[system][-1]}), flush=True)
-    result["runs"] = runs
-    result["summary"] = {system: spread([run["score"] for run in seeds]) for system, seeds in runs.items()}
-    differences = [b["score"] - a["score"] for a, b in zip(runs["m3e-small"], runs["m3e-small + MLM"])]
-    result["summary"]["difference"] = spread(differences)
-    print_table(result["summary"], task.metric)
+        result["runs"], result["summary"] = compare_encoders(
+            task, labelled, test, {"m3e-small": encoder, "m3e-small + MLM": str(dapt)}, work, args)
+    write_result(result, output)
+
+
+def open_task(args):
+    """The ``--task`` object and the encoder (``--encoder``, else m3e-small); sets the threads."""
+    import torch
+
+    task = TASKS[args.task]()
+    if not task.corpus.is_dir():
+        sys.exit(f"{task.corpus} is absent: this benchmark needs the real corpora")
+    torch.set_num_threads(args.threads)
+    return task, args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
+
+
+def compare_encoders(task, labelled: list, test: list, encoders: dict, work: Path, args):
+    """Fine-tune from each of ``encoders`` ({name: path}; the baseline first) with each seed; the
+    runs per name and their summary, with the second minus the first paired by seed."""
+    task.write(labelled, work / "train")
+    task.write(test, work / "test")
+    config = work / "task.cfg"
+    task.config().to_disk(config)
+    runs = {name: [] for name in encoders}
+    for seed in args.seeds:
+        for name, path in encoders.items():
+            start = time.perf_counter()
+            score = task.score(fine_tune(config, path, work, seed, args))
+            runs[name].append({"seed": seed, "score": score, "seconds": time.perf_counter() - start})
+            print(json.dumps({"system": name, **runs[name][-1]}), flush=True)
+    summary = {name: spread([run["score"] for run in seeds]) for name, seeds in runs.items()}
+    baseline, candidate = runs.values()
+    summary["difference"] = spread([b["score"] - a["score"] for a, b in zip(baseline, candidate)])
+    print_table(summary, task.metric)
+    return runs, summary
+
+
+def write_result(result: dict, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     print(f"wrote {output}")
