@@ -13,7 +13,7 @@ So N should be past that warm-up; with N = 1,000 the ratio is ~1.2 for that reas
 
 Without ``--model`` the untrained pipeline of tests/conftest.py is built (same architecture and
 memory as a trained one). Texts: seeded random draws from online_shopping_10_cats/test.tsv when
-/work/shared/data is there, else generated ones (see annotate_throughput.py).
+../shared/data is there (found relative to the repository, ``data.py``), else generated ones (see annotate_throughput.py).
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The teacher is a pipeline of ``benchmarks/accuracy.py --save`` (MSRA NER + onlin
 seeded samples). Its unlabelled texts are the train texts that sample left out, without their
 labels (a seeded sample of ``--n-unlabelled``, half from each corpus). For each ``--layers`` k,
 ``spacy_bert_zh.distill.distill`` builds and trains a k-layer student on the teacher's
-annotations (soft targets; silver labels too for ``--silver-layers``), all in one run. Then:
+annotations (soft targets; silver labels too for ``--silver-layers``; for ``--hidden-layers``, the
+hidden-state stage of ``distill_hidden.py`` before the soft targets), all in one run. Then:
 
   accuracy  entity F1 on the MSRA test sample and accuracy on the online_shopping test sample
             that accuracy.py drew with the same seed (gold labels), teacher and students;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -61,6 +63,8 @@ def main() -> None:
     students = train_students(args, unlabelled, work)
     pipelines = {"teacher": Path(args.teacher), **students}
     results = {"scores": {name: gold_scores(path, test) for name, path in pipelines.items()}}
+    results["hidden_stage"] = {name: json.loads((work / f"{name}.hidden.json").read_text())
+                               for name in students if (work / f"{name}.hidden.json").is_file()}
     results["speed"] = speeds(pipelines, args)
     results["goals"] = check_goals(results)
     report(results)
@@ -83,6 +87,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--layers", type=lambda text: [int(x) for x in text.split(",")], default=[1, 2, 3])
     parser.add_argument("--silver-layers", type=lambda text: [int(x) for x in text.split(",") if x],
                         default=[2], help="also train these students on silver labels")
+    parser.add_argument("--hidden-layers", type=lambda text: [int(x) for x in text.split(",") if x],
+                        default=[], help="also train these students with the hidden-state stage first")
+    parser.add_argument("--hidden-steps", type=int, default=300, help="steps of that stage (32 sequences each)")
     parser.add_argument("--gold", action="store_true", help="mix the teacher's gold training samples in")
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--eval-frequency", type=int, default=500)
@@ -139,11 +146,12 @@ def train_students(args, unlabelled: Path, work: Path) -> dict[str, Path]:
     """Every student, soft targets first (their annotations, with tag probabilities, serve all)."""
     from spacy_bert_zh.distill import DistillOptions, distill
 
-    runs = [(k, True) for k in args.layers] + [(k, False) for k in args.silver_layers]
+    runs = ([(k, True, 0) for k in args.layers] + [(k, False, 0) for k in args.silver_layers]
+            + [(k, True, args.hidden_steps) for k in args.hidden_layers])
     students = {}
-    for layers, soft in runs:
-        name = f"student{layers}" + ("" if soft else "-silver")
-        options = DistillOptions(layers=layers, soft=soft, max_steps=args.max_steps,
+    for layers, soft, hidden_steps in runs:
+        name = f"student{layers}" + ("" if soft else "-silver") + ("-hidden" if hidden_steps else "")
+        options = DistillOptions(layers=layers, soft=soft, hidden_steps=hidden_steps, max_steps=args.max_steps,
                                  eval_frequency=args.eval_frequency, seed=args.seed,
                                  gold=work / "test" / "gold" if args.gold else None,
                                  work_dir=work / "distill-work", overwrite=False)
@@ -154,6 +162,8 @@ def train_students(args, unlabelled: Path, work: Path) -> dict[str, Path]:
         else:
             distill(args.teacher, unlabelled, dest, options)
             print(f"{name}: distilled in {time.perf_counter() - started:.0f}s", flush=True)
+            if hidden_steps:
+                shutil.copy(work / "distill-work" / "hidden.json", work / f"{name}.hidden.json")
         students[name] = dest
     return students
 
@@ -175,8 +185,8 @@ def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
 
     loaded = {}
     for name, path in pipelines.items():
-        if name.endswith("-silver"):
-            continue  # same architecture as the soft student: same speed
+        if is_variant(name):
+            continue  # same architecture as the plain soft student: same speed
         loaded[name] = spacy.load(path)
         loaded[f"{name}+int8"] = quantize_pipeline(spacy.load(path))
     texts = sample_msra(args.speed_texts, args.seed) + sample_reviews(args.speed_texts, args.seed)
@@ -185,14 +195,30 @@ def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
     return {name: chars / value for name, value in seconds.items()}
 
 
+VARIANTS = ("-silver", "-hidden")
+
+
+def is_variant(name: str) -> bool:
+    """A student trained another way than the plain soft one of its size (same speed)."""
+    return name.endswith(VARIANTS)
+
+
+def architecture(name: str) -> str:
+    for suffix in VARIANTS:
+        name = name.replace(suffix, "")
+    return name
+
+
 def check_goals(results: dict) -> dict[str, bool]:
     speed, scores = results["speed"], results["scores"]
-    if "student2" not in scores:
+    if "student2" not in speed:
         return {}
-    points = max(100 * abs(scores["teacher"][key] - scores["student2"][key]) for key in ("ner_f", "accuracy"))
-    return {"student2 >= 1.8x teacher": speed["student2"] / speed["teacher"] >= GOALS["speedup_2"],
-            "student2 within 1.5 points": points <= GOALS["points"],
-            "student2+int8 >= 3x teacher": speed["student2+int8"] / speed["teacher"] >= GOALS["speedup_2_int8"]}
+    goals = {"student2 >= 1.8x teacher": speed["student2"] / speed["teacher"] >= GOALS["speedup_2"],
+             "student2+int8 >= 3x teacher": speed["student2+int8"] / speed["teacher"] >= GOALS["speedup_2_int8"]}
+    for name in (name for name in scores if architecture(name) == "student2"):
+        points = max(100 * abs(scores["teacher"][key] - scores[name][key]) for key in ("ner_f", "accuracy"))
+        goals[f"{name} within 1.5 points"] = points <= GOALS["points"]
+    return goals
 
 
 def report(results: dict) -> None:
@@ -200,7 +226,7 @@ def report(results: dict) -> None:
     print(f"\n{'':18}{'MSRA test F1':>14}{'shopping acc.':>15}{'chars/s':>10}{'x teacher':>11}"
           f"{'int8 chars/s':>14}{'x teacher':>11}")
     for name, row in scores.items():
-        base = name.replace("-silver", "")
+        base = architecture(name)
         fp32, int8 = speed.get(base), speed.get(f"{base}+int8")
         cells = (f"{fp32:>10,.0f}{fp32 / speed['teacher']:>10.2f}x{int8:>14,.0f}{int8 / speed['teacher']:>10.2f}x"
                  if fp32 else "")
@@ -223,7 +249,7 @@ def plot(results: dict, dest: Path) -> None:
         for suffix, marker, label in (("", "o", "fp32"),
                                       ("+int8", "s", "int8 speed (scores: fp32's; int8 moved the\n"
                                                      "teacher's by <= 0.3, quantize_speed.py)")):
-            names = sorted((name for name in scores if not name.endswith("-silver")),
+            names = sorted((name for name in scores if not is_variant(name)),
                            key=lambda name: speed[name + suffix])
             xs = [speed[name + suffix] / speed["teacher"] for name in names]
             ys = [100 * scores[name][key] for name in names]
@@ -231,11 +257,12 @@ def plot(results: dict, dest: Path) -> None:
             for x, y, name in zip(xs, ys, names):
                 axis.annotate(name.replace("student", "k=").replace("teacher", "teacher (4)"),
                               (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        for name in scores:
-            if name.endswith("-silver"):
-                x = speed[name.replace("-silver", "")] / speed["teacher"]
-                axis.plot([x], [100 * scores[name][key]], marker="x", color="black", linestyle="none",
-                          label="silver labels (fp32)")
+        for name in filter(is_variant, scores):
+            x = speed[architecture(name)] / speed["teacher"]
+            hidden = name.endswith("-hidden")
+            axis.plot([x], [100 * scores[name][key]], marker="^" if hidden else "x",
+                      color="tab:green" if hidden else "black", linestyle="none",
+                      label="hidden-state stage first (fp32)" if hidden else "silver labels (fp32)")
         axis.set_xlabel("annotate chars/s, x the fp32 teacher (CPU)")
         axis.set_title(title)
         axis.grid(alpha=0.3)

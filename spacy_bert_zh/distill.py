@@ -5,7 +5,9 @@ unlabelled texts in Parquet.
 
 1. **Student.** The teacher pipeline with the bottom ``k`` of its encoder's layers kept
    (``kept_layers`` says why), everything else (embeddings, heads, tokenizer, labels) copied.
-   Saved as an ordinary pipeline folder (``student-init``).
+   With ``hidden_steps``, its encoder first learns to give the teacher's last hidden state on the
+   texts (TinyBERT's intermediate-layer stage, ``distill_hidden.py``). Saved as an ordinary
+   pipeline folder (``student-init``).
 2. **Targets.** The teacher annotates the unlabelled texts with our own ``annotate_files``
    (streaming, resumable), with ``--tag-probs`` for soft targets.
 3. **Training.** ``spacy train`` on a config written next to the work (``distill.cfg``): every
@@ -56,6 +58,8 @@ class DistillOptions:
     eval_frequency: int = 500
     batch_size: int = 8           # texts per step (configs batching by sequence, as cpu.cfg)
     learn_rate: Optional[float] = None  # default: the teacher config's
+    hidden_steps: int = 0         # steps of the hidden-state stage before training (0: none)
+    hidden_learn_rate: float = 1e-4
     seed: int = 0
     gpu_id: int = -1
     work_dir: Optional[Path] = None   # default: OUTPUT + ".work"
@@ -68,6 +72,9 @@ class DistillOptions:
         for name in ("max_steps", "eval_frequency", "batch_size"):
             if getattr(self, name) < 1:
                 raise DistillError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.hidden_steps < 0 or not self.hidden_learn_rate > 0:
+            raise DistillError(f"--hidden-steps must be at least 0 and --hidden-learn-rate positive, not "
+                               f"{self.hidden_steps} and {self.hidden_learn_rate}")
         if self.dev is None and self.holdout < 1:
             raise DistillError("without --dev, --holdout must be at least 1 (the rows the student is "
                                "scored on during training)")
@@ -89,6 +96,7 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     teacher_nlp = load_teacher(teacher)
     check_layers(teacher_nlp, options.layers)
     texts = check_unlabelled(Path(unlabelled), options.text_column, options.max_texts)
+    check_rows_left(texts, options)
     identity = work_identity(teacher_nlp, texts, options)
     if options.overwrite:
         shutil.rmtree(output, ignore_errors=True)
@@ -97,7 +105,11 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     if options.max_texts and options.max_texts < pq.ParquetFile(texts).metadata.num_rows:
         texts = write_first_rows(texts, work / f"unlabelled-first-{options.max_texts}.parquet",
                                  options.max_texts, options.text_column)
-    make_student(teacher, options.layers, work / "student-init")
+    student = make_student(teacher, options.layers)
+    if options.hidden_steps:
+        match_student_to_teacher(teacher_nlp, student, texts, work, options)
+    save_student(student, work / "student-init")
+    del student
     silver = annotate_unlabelled(teacher_nlp, texts, work / "teacher-annotations.parquet", options)
     del teacher_nlp
     config = write_student_config(work / "student-init", silver, work / DISTILL_CONFIG, options)
@@ -196,6 +208,16 @@ def check_unlabelled(path: Path, text_column: str, max_texts: Optional[int]) -> 
     return path
 
 
+def check_rows_left(texts: Path, options: DistillOptions) -> None:
+    """Some rows must be left to train on once the held-out ones are set aside."""
+    rows = pq.ParquetFile(texts).metadata.num_rows
+    if options.max_texts:
+        rows = min(rows, options.max_texts)
+    if rows <= heldout_rows(options):
+        raise DistillError(f"UNLABELLED {texts} has {rows} rows, all held out to score the student "
+                           f"(--holdout {options.holdout}): lower --holdout or pass --dev")
+
+
 # --- the student ------------------------------------------------------------------------------
 
 def kept_layers(total: int, keep: int) -> list[int]:
@@ -211,8 +233,8 @@ def kept_layers(total: int, keep: int) -> list[int]:
     return list(range(min(keep, total)))
 
 
-def make_student(teacher: str | Path, layers: int, dest: Path) -> Path:
-    """Save the teacher with only ``kept_layers`` of its encoder layers as a pipeline at ``dest``."""
+def make_student(teacher: str | Path, layers: int) -> Language:
+    """The teacher with only ``kept_layers`` of its encoder layers."""
     student = spacy.load(teacher)
     model = encoder_of(student)
     keep = kept_layers(model.config.num_hidden_layers, layers)
@@ -221,9 +243,33 @@ def make_student(teacher: str | Path, layers: int, dest: Path) -> Path:
     name = student.meta.get("name", "pipeline")
     student.meta.update({"name": f"{name}_student{layers}",
                          "description": f"distilled from {name}: encoder layers {keep} of the teacher's"})
+    return student
+
+
+def save_student(student: Language, dest: Path) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     student.to_disk(dest)
     return dest
+
+
+def match_student_to_teacher(teacher: Language, student: Language, texts: Path, work: Path,
+                             options: DistillOptions) -> None:
+    """The hidden-state stage on the texts the student trains on (the held-out rows left out)."""
+    from .distill_hidden import HiddenOptions, match_hidden_states
+
+    hidden = HiddenOptions(steps=options.hidden_steps, learn_rate=options.hidden_learn_rate,
+                           seed=options.seed, progress=options.progress)
+    report = match_hidden_states(encoder_of(teacher), encoder_of(student),
+                                 teacher.get_pipe("transformer").model.tokenizer, texts,
+                                 options.text_column, heldout_rows(options), hidden,
+                                 work / "hidden.json")
+    if options.progress:
+        print(report.summary())
+
+
+def heldout_rows(options: DistillOptions) -> int:
+    """The first rows of the annotations that score the student (none with a gold ``dev``)."""
+    return 0 if options.dev else options.holdout
 
 
 # --- targets and training ---------------------------------------------------------------------
@@ -264,7 +310,7 @@ def write_student_config(student: Path, silver: Path, dest: Path, options: Disti
         config["components"][name] = {"source": str(student.resolve())}
     reader = {"@readers": READER, "path": str(silver.resolve()), "soft": options.soft,
               "text_column": options.text_column,
-              "holdout": 0 if options.dev else options.holdout, "seed": options.seed}
+              "holdout": heldout_rows(options), "seed": options.seed}
     config["corpora"]["train"] = {**reader, "part": "train",
                                   "gold": str(Path(options.gold).resolve()) if options.gold else None}
     config["corpora"]["dev"] = ({"@readers": "spacy.Corpus.v1", "path": str(Path(options.dev).resolve())}

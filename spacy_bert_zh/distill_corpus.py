@@ -8,7 +8,7 @@ whose reference carries the teacher's entities (every other character O) and cat
 - ``soft = true`` (soft targets): the teacher's class probabilities as ``cats`` and its
   per-character tag probabilities (the ``tag_probs`` column) for ``ner_tagger``'s soft loss.
 
-The first ``holdout`` rows are the ``dev`` part (a student scored on them is scored on agreement
+Rows with a blank or null text are left out. The first ``holdout`` rows are the ``dev`` part (a student scored on them is scored on agreement
 with its teacher); the ``train`` part is every other row, plus the gold corpus if one is named (the two streams
 interleaved at random, each pick 50/50 until one runs out), shuffled in seeded buffers of
 ``buffer`` rows, so memory holds one buffer, not the file.
@@ -58,10 +58,11 @@ class DistillCorpus:
         check_tags(nlp, self.path, self.soft)
         rows = silver_rows(self.path, self.soft, self.buffer, self.text_column)
         if self.part == "dev":
-            yield from (silver_example(nlp, row, self.soft) for row in itertools.islice(rows, self.holdout))
+            yield from (silver_example(nlp, row, self.soft) for row in itertools.islice(rows, self.holdout)
+                        if has_text(row))
             return
         rows = itertools.islice(rows, self.holdout, None)
-        examples = (silver_example(nlp, row, self.soft) for row in rows)
+        examples = (silver_example(nlp, row, self.soft) for row in rows if has_text(row))
         if self.gold is not None:
             examples = interleave(examples, Corpus(self.gold, shuffle=False)(nlp), self.rng)
         yield from shuffled(examples, self.buffer, self.rng)
@@ -74,6 +75,11 @@ def silver_rows(path: Path, soft: bool, buffer: int, text_column: str) -> Iterat
         for row in batch.to_pylist():
             row["text"] = row.pop(text_column)
             yield row
+
+
+def has_text(row: dict) -> bool:
+    """Blank and null texts teach nothing (and an empty doc has no window to encode)."""
+    return bool(row["text"] and row["text"].strip())
 
 
 def silver_example(nlp: Language, row: dict, soft: bool) -> Example:
