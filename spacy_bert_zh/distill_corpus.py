@@ -8,10 +8,11 @@ whose reference carries the teacher's entities (every other character O) and cat
 - ``soft = true`` (soft targets): the teacher's class probabilities as ``cats`` and its
   per-character tag probabilities (the ``tag_probs`` column) for ``ner_tagger``'s soft loss.
 
-Rows with a blank or null text are left out. The first ``holdout`` rows are the ``dev`` part (a student scored on them is scored on agreement
-with its teacher); the ``train`` part is every other row, plus the gold corpus if one is named (the two streams
-interleaved at random, each pick 50/50 until one runs out), shuffled in seeded buffers of
-``buffer`` rows, so memory holds one buffer, not the file.
+The first ``holdout`` rows are the ``dev`` part (a student scored on them is scored on agreement
+with its teacher); the ``train`` part is every other row, plus the gold corpus if one is named
+(the two streams interleaved at random, each pick 50/50 until one runs out), shuffled in seeded
+buffers of ``buffer`` rows, so memory holds one buffer, not the file. Rows with a blank or null
+text are left out of both parts (they still count as rows for ``holdout``).
 """
 from __future__ import annotations
 
