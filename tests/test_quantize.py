@@ -176,3 +176,45 @@ def test_annotate_quantize_int8_keeps_the_output_schema(untrained_pipeline, tmp_
     assert on_gpu.exit_code == 2 and "CPU only" in on_gpu.output and "--half" in on_gpu.output
     unknown = annotate(tmp_path / "int4.parquet", "--quantize", "int4")
     assert unknown.exit_code == 2 and "--quantize must be one of int8" in unknown.output
+
+
+def test_folding_token_type_0_into_positions_keeps_fp32_outputs(untrained_pipeline):
+    import copy
+
+    import torch
+
+    from spacy_bert_zh.quantize import fold_token_type_into_positions
+
+    model = spacy.load(untrained_pipeline).get_pipe("transformer").model.transformer.eval()
+    folded = fold_token_type_into_positions(copy.deepcopy(model))
+    assert torch.count_nonzero(folded.embeddings.token_type_embeddings.weight[0]) == 0
+    ids = torch.tensor([[101, 2769, 4263, 1266, 776, 102]])
+    for types in (torch.zeros_like(ids), torch.tensor([[0, 0, 0, 1, 1, 1]])):
+        with torch.no_grad():
+            expected = model(input_ids=ids, token_type_ids=types).last_hidden_state
+            got = folded(input_ids=ids, token_type_ids=types).last_hidden_state
+        assert torch.allclose(expected, got, atol=1e-5)
+
+
+def test_the_fold_brings_int8_vectors_closer_to_fp32(untrained_pipeline, monkeypatch):
+    """m3e-small's type-0 embedding has values up to 1.7: its int8 rounding reached every piece."""
+    import torch
+
+    import spacy_bert_zh.quantize as quantize
+
+    trf = spacy.load(untrained_pipeline).get_pipe("transformer").model
+    model, tokenizer = trf.transformer.eval(), trf.tokenizer
+    batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        reference = model(**inputs).last_hidden_state[real]
+
+    def distance() -> float:
+        with torch.no_grad():
+            int8 = Int8Encoder.from_hf(model, tokenizer)(**inputs).last_hidden_state[real]
+        return (int8 - reference).norm(dim=-1).mean().item()
+
+    folded = distance()
+    monkeypatch.setattr(quantize, "fold_token_type_into_positions", lambda model: model)
+    assert folded < 0.9 * distance()   # measured: 1.08 against 1.34
