@@ -49,7 +49,7 @@ class HiddenReport:
 
     steps: int = 0
     sequences_seen: int = 0
-    passes: int = 0
+    passes: int = 0             # passes over the texts begun (the shuffle buffer reads ahead)
     heldout_rows: int = 0
     heldout_mse_before: float | None = None
     heldout_mse_after: float | None = None

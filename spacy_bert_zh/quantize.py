@@ -30,10 +30,11 @@ batches of 64, 2 threads, best of interleaved repeats in one process on our 2-co
 - torchao's int8 dynamic-activation weights run eagerly on CPU through slow fallback kernels;
   its fast path needs ``torch.compile`` (minutes of compile per shape set, a C++ toolchain).
 
-In ``annotate`` (benchmarks/quantize_speed.py; the pipeline of ``accuracy.py --max-steps 2500
---n-train 10000``, 300 reviews + 300 MSRA sentences, 2 threads, quiet machine): 2.28x / 2.45x the
-fp32 chars/s; gold entity F1 79.89 vs 80.14 and accuracy 88.5 vs 88.2; 97.8% identical labels,
-entity F1 96.8 against fp32 (low-margin characters, which int8 noise flips either way).
+Before conversion, token type 0's embedding is folded into the position embeddings
+(``fold_token_type_into_positions`` says why). In ``annotate`` (benchmarks/quantize_speed.py; the
+pipeline of ``accuracy.py --max-steps 5000 --n-train 20000``, 300 reviews + 300 MSRA sentences, 2
+threads, 2-core Xeon with VNNI): 1.86x / 1.98x the fp32 chars/s; 98.5% identical labels, entity
+F1 98.0 against fp32; gold entity F1 86.01 vs 85.93, accuracy 88.7 for both.
 
 Quantizing twice is a no-op. A quantized pipeline cannot be saved (``nlp.to_disk`` raises): save
 the fp32 pipeline and quantize after loading. It can be pickled (spawned ``nlp.pipe`` workers):
@@ -162,7 +163,7 @@ def fold_token_type_into_positions(model):
     BERT adds ``token_type_embeddings[t]`` to every piece, t = 0 for a single text. CTranslate2
     quantizes every embedding table to int8 with one scale per row, and m3e-small's type-0 row
     holds values up to 1.7 (word rows: 0.36 on average), so its int8 rounding was an error added
-    to every piece: 95.3 entity F1 of int8 against fp32 in ``benchmarks/quantize_speed.py``, 98.2
+    to every piece: 95.4 entity F1 of int8 against fp32 in ``benchmarks/quantize_speed.py``, 98.0
     once folded. Position embeddings stay float32 in CTranslate2, so ``pos[p] + type[0]`` and
     ``type[t] - type[0]`` (row 0 becomes zero, exact in int8) give fp32 the same sums.
     """
