@@ -129,9 +129,8 @@ def train(teacher, student, tokenizer, texts: Path, text_column: str, skip_rows:
     return losses
 
 
-def hidden_error(teacher, student, inputs: dict, cosine: bool = False):
-    """Mean squared error (or, with ``cosine``, the summed cosine and the piece count) between the
-    last hidden states at the real pieces."""
+def last_hidden_states(teacher, student, inputs: dict):
+    """The student's and the teacher's last hidden states at the real (unpadded) pieces."""
     import torch
 
     device = next(student.parameters()).device
@@ -140,9 +139,14 @@ def hidden_error(teacher, student, inputs: dict, cosine: bool = False):
         target = teacher(**inputs).last_hidden_state
     hidden = student(**inputs).last_hidden_state
     real = inputs["attention_mask"].bool()
-    if cosine:
-        return torch.nn.functional.cosine_similarity(hidden[real], target[real], dim=-1).sum(), int(real.sum())
-    return torch.nn.functional.mse_loss(hidden[real], target[real])
+    return hidden[real], target[real]
+
+
+def hidden_error(teacher, student, inputs: dict):
+    """Mean squared error between the two last hidden states at the real pieces."""
+    import torch
+
+    return torch.nn.functional.mse_loss(*last_hidden_states(teacher, student, inputs))
 
 
 def score(teacher, student, sequences: list, tokenizer) -> tuple[float | None, float | None]:
@@ -157,12 +161,10 @@ def score(teacher, student, sequences: list, tokenizer) -> tuple[float | None, f
     pieces = 0
     with torch.no_grad():
         for batch in batches(sequences, 32):
-            inputs = pad(batch, tokenizer)
-            n = int(inputs["attention_mask"].sum())
-            error_sum += hidden_error(teacher, student, inputs).item() * n
-            cosine, _ = hidden_error(teacher, student, inputs, cosine=True)
-            cosine_sum += cosine.item()
-            pieces += n
+            hidden, target = last_hidden_states(teacher, student, pad(batch, tokenizer))
+            error_sum += torch.nn.functional.mse_loss(hidden, target, reduction="sum").item() / hidden.shape[1]
+            cosine_sum += torch.nn.functional.cosine_similarity(hidden, target, dim=-1).sum().item()
+            pieces += hidden.shape[0]
     student.train(was_training)
     return error_sum / pieces, cosine_sum / pieces
 
