@@ -6,8 +6,10 @@ import spacy
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from spacy_bert_zh.ner_tagger import (TAG_PROBS_KEY, NERTagger, allowed_transitions, best_tag_path, biluo_to_bio,
-                                      outside_only, tags_to_spans, trainable_tags)
+from itertools import product
+
+from spacy_bert_zh.ner_tagger import (TAG_PROBS_KEY, NERTagger, allowed_transitions, best_tag_path, best_tag_paths,
+                                      biluo_to_bio, outside_only, tags_to_spans, trainable_tags)
 
 TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
 TOK2VEC = {"@architectures": "spacy.HashEmbedCNN.v2", "width": 32, "depth": 1, "embed_size": 500,
@@ -51,6 +53,36 @@ def test_decoding_makes_unaligned_tokens_outside_and_breaks_entities_there():
     zero = numpy.zeros((2, 5), dtype="f")  # even with probability 0 for O, O is chosen
     assert [TAGS[i] for i in best_tag_path(zero + [0, 1, 0, 0, 0], allowed,
                                            outside_only(numpy.asarray([True, True]), TAGS))] == ["O", "O"]
+
+
+def best_valid_path_by_enumeration(probs, allowed_tags) -> list:
+    """The most probable path among all valid BIO paths of ``probs`` (a brute-force reference)."""
+    allowed = allowed_transitions(TAGS)
+    log_probs = numpy.log(numpy.clip(probs.astype("float64"), 1e-12, None))
+    best, best_score = None, -numpy.inf
+    for path in product(range(len(TAGS)), repeat=len(probs)):
+        previous = [-1] + list(path[:-1])
+        if all(allowed[p, t] and allowed_tags[i, t] for i, (p, t) in enumerate(zip(previous, path))):
+            score = sum(log_probs[i, t] for i, t in enumerate(path))
+            if score > best_score:
+                best, best_score = list(path), score
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_batched_decoding_gives_each_doc_its_best_valid_path(seed):
+    # One padded batch of docs of different lengths (some empty, some with tokens forced to O,
+    # some probabilities exactly 0) decodes each doc as enumeration over its own valid paths does.
+    rng = numpy.random.RandomState(seed)
+    probs = [rng.dirichlet(numpy.full(len(TAGS), 0.3), size=n).astype("f") for n in (4, 0, 1, 6, 3, 5)]
+    probs[3][2] = [0, 0, 0, 0, 1]
+    forced = [rng.rand(len(p)) < 0.2 for p in probs]
+    allowed_tags = [outside_only(mask, TAGS) for mask in forced]
+    paths = best_tag_paths(probs, allowed_transitions(TAGS), allowed_tags)
+    assert [len(path) for path in paths] == [len(p) for p in probs]
+    for p, mask, path in zip(probs, allowed_tags, paths):
+        if len(p):
+            assert path.tolist() == best_valid_path_by_enumeration(p, mask)
 
 
 def test_gold_tags_of_unaligned_tokens_are_missing_and_entities_restart_after_them():
