@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import spacy
 from spacy.language import Language
 
+from .alignment import use_offset_alignment
 from .annotate_options import AnnotateOptions, AnnotationError
 from .arrow_output import check_columns, check_text_column, kept_column_names, output_schema, results_to_table
 from .checkpoint import Checkpoint, existing_checkpoint, pipeline_hash, run_identity
@@ -133,10 +134,13 @@ def annotate_table(nlp: Language, table: pa.Table | pa.RecordBatch,
     ``max_chars`` are annotated in pieces cut at sentence ends (bounded memory); their entities
     are merged with offsets into the whole text, their cats averaged weighted by piece length.
     A row that makes the pipeline raise gets empty predictions and its ``error``. ``tag_probs``
-    switches the ner's probabilities (the ``tag_probs`` column) on or off for ``nlp``.
+    switches the ner's probabilities (the ``tag_probs`` column) on or off for ``nlp``, and its
+    transformer is switched to the array alignment of ``alignment.py`` (same output), as in
+    ``annotate_files``.
     """
     options = AnnotateOptions.of(options, **changes)
     keep_tag_probabilities(nlp, options.tag_probs)
+    use_offset_alignment(nlp)
     check_text_column(table.schema, options.text_column, "input table")
     schema = output_schema(nlp, table.schema, options.kept_columns)
     kept = kept_column_names(table.schema, options.kept_columns)
