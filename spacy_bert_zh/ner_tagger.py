@@ -228,7 +228,7 @@ class NERTagger(Tagger):
         """Write the decoded tags as ``doc.ents`` (replacing what was there), and the tag
         probabilities to ``doc.user_data`` when ``keep_probabilities`` is on."""
         for doc, tag_ids, probs in zip(docs, guesses.paths, guesses.probabilities):
-            doc.ents = tags_to_spans(doc, [self.labels[i] for i in tag_ids])
+            doc.ents = entity_spans(doc, tag_ids, self.labels)
             if self.keep_probabilities:
                 doc.user_data[TAG_PROBS_KEY] = probs.astype("float32", copy=False)
 
@@ -330,16 +330,19 @@ def best_tag_path(probs: numpy.ndarray, allowed: numpy.ndarray,
     return best_tag_paths([probs], allowed, None if allowed_tags is None else [allowed_tags])[0]
 
 
+def entity_spans(doc: Doc, tag_ids: numpy.ndarray, tags: Sequence[str]) -> List[Span]:
+    """Entity spans from a valid BIO path of tag ids (indices into ``tags``), found with array
+    operations: an entity runs from each B-X to the next tag that is not an I-."""
+    kinds = numpy.asarray([tag[:2] for tag in tags] or [OUTSIDE])[numpy.asarray(tag_ids, dtype="i")]
+    begins = numpy.flatnonzero(kinds == "B-")
+    breaks = numpy.append(numpy.flatnonzero(kinds != "I-"), len(kinds))
+    ends = breaks[numpy.searchsorted(breaks, begins, side="right")]
+    return [Span(doc, int(start), int(end), label=tags[tag_ids[start]][2:]) for start, end in zip(begins, ends)]
+
+
 def tags_to_spans(doc: Doc, tags: Sequence[str]) -> List[Span]:
     """Entity spans from a valid BIO tag sequence."""
-    spans, start = [], None
-    for i, tag in enumerate(list(tags) + [OUTSIDE]):
-        if start is not None and not tag.startswith("I-"):
-            spans.append(Span(doc, start, i, label=doc.vocab.strings.add(tags[start][2:])))
-            start = None
-        if tag.startswith("B-"):
-            start = i
-    return spans
+    return entity_spans(doc, numpy.arange(len(tags)), tags)
 
 
 @Language.factory(

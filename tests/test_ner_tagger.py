@@ -98,6 +98,9 @@ def test_tags_become_spans():
     doc = nlp.make_doc("李明在北京上海")
     spans = tags_to_spans(doc, ["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC"])
     assert [(s.text, s.label_) for s in spans] == [("李明", "PER"), ("北京", "LOC"), ("上海", "LOC")]
+    spans = tags_to_spans(doc, ["B-PER", "B-PER", "O", "O", "B-LOC", "I-LOC", "I-LOC"])
+    assert [(s.start, s.end, s.label_) for s in spans] == [(0, 1, "PER"), (1, 2, "PER"), (4, 7, "LOC")]
+    assert tags_to_spans(doc, ["O"] * 7) == [] and tags_to_spans(nlp.make_doc(""), []) == []
 
 
 def make_pipeline() -> spacy.Language:
