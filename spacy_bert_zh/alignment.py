@@ -1,12 +1,13 @@
 """Token-to-wordpiece alignment from the tokenizer's character offsets, as array operations.
 
 spacy-transformers aligns a batch with ``get_alignment_via_offset_mapping``, which builds a spaCy
-``Token`` and a Python set for every token of every window: about 2.5 us a character in
-``annotate`` on a 2-core CPU, the cost of a tenth of an m3e-small layer. ``offset_alignment``
-computes the same ``Ragged`` (``tests/test_alignment.py`` checks it equal on spaces, Latin words
-cut into several wordpieces, emoji, [UNK], empty docs and overlapping windows) over the whole
-batch at once, and ``forward_with_offset_alignment`` is spacy-transformers' ``TransformerModel``
-forward pass with it. The rules it reproduces:
+``Token`` and a Python set for every token of every window. ``offset_alignment`` computes the same
+``Ragged`` over the whole batch at once (on annotate's batches of 600 texts: 1.3 against 4.7 us a
+character, on a loaded 2-core CPU); ``tests/test_alignment.py`` checks the two equal on spaces,
+Latin words cut into several wordpieces, emoji, [UNK] and overlapping windows. Unlike the
+original, it also takes an empty span (no tokens to align) instead of raising E1002.
+``forward_with_offset_alignment`` is spacy-transformers' ``TransformerModel`` forward pass with
+it. The rules it reproduces:
 
 * a token covers the characters from its start to one past its end (so the character after a
   token, its trailing space, counts as the token's); where two tokens touch, the later one wins;

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import spacy
 from spacy_transformers.align import get_alignment_via_offset_mapping
 from spacy_transformers.layers.transformer_model import huggingface_tokenize
@@ -73,3 +75,22 @@ def test_a_switched_pipeline_predicts_exactly_as_before(untrained_pipeline):
         assert before.cats == after.cats
         assert before._.trf_data.align.lengths.tolist() == after._.trf_data.align.lengths.tolist()
         assert before._.trf_data.align.dataXd.tolist() == after._.trf_data.align.dataXd.tolist()
+
+
+ALPHABET = "北京大学王明 \u3000\t\nabcXYZ019.,!😀👨\u200d\u0301𠀀™"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(alphabet=ALPHABET, min_size=1, max_size=30), min_size=1, max_size=4),
+       window=st.integers(2, 12))
+def test_the_alignment_equals_spacy_transformers_on_any_text(tokenizer, texts, window):
+    nlp = spacy.blank("zh")
+    docs = [nlp.make_doc(text) for text in texts]
+    spans = [span for doc_spans in configure_strided_spans(window, max(1, window - 2))(docs)
+             for span in doc_spans if len(span)]
+    if not spans:
+        return
+    offsets = huggingface_tokenize(tokenizer, [span.text for span in spans])["offset_mapping"]
+    expected, aligned = get_alignment_via_offset_mapping(spans, offsets), offset_alignment(spans, offsets)
+    assert aligned.lengths.tolist() == expected.lengths.tolist()
+    assert aligned.dataXd.tolist() == expected.dataXd.tolist()
