@@ -181,10 +181,8 @@ class NERTagger(Tagger):
         nothing of as O; the probabilities returned are the CRF's marginals."""
         paths = [numpy.zeros((0,), dtype="i") for _ in docs]
         marginals = [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs]
-        nonempty = [i for i, doc in enumerate(docs) if len(doc)]
-        emissions, lengths = pad_scores([emission_scores(probabilities[i]) for i in nonempty])
-        allowed = pad_scores([outside_only(unaligned_tokens(docs[i]), self.labels) for i in nonempty])[0]
-        emissions = emissions + mask_scores(allowed)
+        nonempty, emissions, lengths = constrained_emissions(
+            probabilities, [outside_only(unaligned_tokens(doc), self.labels) for doc in docs])
         transitions, start, end = self.crf_scores()
         best, _ = crf_viterbi(emissions, lengths, transitions, start, end)
         unary = crf_marginals(emissions, lengths, transitions, start, end).unary
@@ -241,6 +239,18 @@ def soft_targets(example: Example) -> Optional[numpy.ndarray]:
 def emission_scores(probs: numpy.ndarray) -> numpy.ndarray:
     """CRF emission scores of a doc: the log of the softmax's tag probabilities (float64)."""
     return numpy.log(numpy.clip(probs.astype("float64"), 1e-12, None))
+
+
+def constrained_emissions(probabilities: Sequence[numpy.ndarray],
+                          allowed_tags: Optional[Sequence[numpy.ndarray]] = None) -> tuple:
+    """(indices of the non-empty docs, their emission scores as one padded batch with
+    ``FORBIDDEN`` added where ``allowed_tags`` forbids a tag, their lengths): what both decoders
+    give ``crf_viterbi``."""
+    nonempty = [i for i, probs in enumerate(probabilities) if len(probs)]
+    emissions, lengths = pad_scores([emission_scores(probabilities[i]) for i in nonempty])
+    if allowed_tags is not None:
+        emissions += mask_scores(pad_scores([allowed_tags[i] for i in nonempty])[0])
+    return nonempty, emissions, lengths
 
 
 def pad_scores(arrays: Sequence[numpy.ndarray]) -> tuple:
@@ -310,13 +320,9 @@ def best_tag_paths(probabilities: Sequence[numpy.ndarray], allowed: numpy.ndarra
     lose by avoiding them (at most -log(1e-12) = 27.6 per token), so they are never taken.
     """
     paths = [numpy.zeros((0,), dtype="i") for _ in probabilities]
-    nonempty = [i for i, probs in enumerate(probabilities) if len(probs)]
-    if not nonempty:
+    if not any(len(probs) for probs in probabilities):
         return paths
-    emissions, lengths = pad_scores([numpy.log(numpy.clip(probabilities[i].astype("float64"), 1e-12, None))
-                                     for i in nonempty])
-    if allowed_tags is not None:
-        emissions += mask_scores(pad_scores([allowed_tags[i] for i in nonempty])[0])
+    nonempty, emissions, lengths = constrained_emissions(probabilities, allowed_tags)
     penalty = mask_scores(allowed)
     best, _ = crf_viterbi(emissions, lengths, penalty[:-1], penalty[-1], numpy.zeros(allowed.shape[1]))
     for row, i in enumerate(nonempty):
