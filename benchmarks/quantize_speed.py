@@ -1,15 +1,16 @@
-"""int8 against fp32 on CPU: ``annotate`` speed, agreement, and (``--gold``) accuracy on real corpora.
+"""int8 and bf16 against fp32 on CPU: ``annotate`` speed, agreement, and (``--gold``) accuracy on real corpora.
 
-One pipeline, loaded twice: as saved (fp32) and through ``quantize_pipeline`` (int8, CTranslate2).
+One pipeline, loaded once per mode: as saved (fp32) and through ``quantize_pipeline`` for each of
+``--modes`` (int8: CTranslate2; bf16: bfloat16 weights, fast on CPUs with AMX or AVX512-BF16).
 On the same texts and the same torch threads:
   speed      ``annotate_table`` chars/s of each, timed ``--repeats`` times interleaved, best kept;
              texts: a seeded sample of online_shopping_10_cats test reviews and one of MSRA test
              sentences (from ../shared/data, found relative to the repository, see ``data.py``);
-  agreement  on those texts, the rows whose top label is identical, and the entity F1 of int8
-             taking fp32's entities as the reference;
+  agreement  on those texts, the rows whose top label is identical, and the entity F1 of each
+             mode taking fp32's entities as the reference;
   --gold     entity F1 (MSRA test) and accuracy (online_shopping test) of both against the gold
              annotation, on the test samples ``benchmarks/accuracy.py --seeds N`` evaluates on.
-Goals: int8 >= 1.8x fp32 chars/s; >= 97% identical labels and entity F1 >= 97 against fp32;
+Goals (each mode): >= 1.8x fp32 chars/s; >= 97% identical labels and entity F1 >= 97 against fp32;
 gold F1 and accuracy within 0.5 point of fp32; the same output schema.
 
     .venv/bin/python benchmarks/accuracy.py --max-steps 300 --seeds 0 --skip-baseline \\
@@ -46,28 +47,31 @@ def main() -> None:
     if not SHARED_DATA.is_dir():
         sys.exit(f"{SHARED_DATA} is absent: this benchmark needs the real corpora")
     torch.set_num_threads(args.threads)
-    fp32 = spacy.load(args.model)
-    started = time.perf_counter()
-    int8 = quantize_pipeline(spacy.load(args.model))
-    print(f"model {args.model}; torch threads {args.threads}; quantized in "
-          f"{time.perf_counter() - started:.1f}s")
-    pipelines = {"fp32": fp32, "int8": int8}
+    pipelines = {"fp32": spacy.load(args.model)}
+    for mode in args.modes:
+        started = time.perf_counter()
+        pipelines[mode] = quantize_pipeline(spacy.load(args.model), mode)
+        print(f"model {args.model}; torch threads {args.threads}; {mode} in "
+              f"{time.perf_counter() - started:.1f}s")
     results = {"speed": {}, "agreement": {}}
     corpora = {"reviews": sample_reviews(args.texts, args.seed), "msra": sample_msra(args.texts, args.seed)}
-    every = {"fp32": [], "int8": []}
+    every = {name: [] for name in pipelines}
     for name, texts in corpora.items():
         table = pa.table({"text": texts})
         outputs, seconds = best_of(pipelines, table, args.repeats)
-        if outputs["fp32"].schema != outputs["int8"].schema:
-            sys.exit(f"output schemas differ:\n{outputs['fp32'].schema}\n---\n{outputs['int8'].schema}")
+        for mode in args.modes:
+            if outputs["fp32"].schema != outputs[mode].schema:
+                sys.exit(f"output schemas differ:\n{outputs['fp32'].schema}\n---\n{outputs[mode].schema}")
         chars = sum(map(len, texts))
         results["speed"][name] = {key: chars / value for key, value in seconds.items()}
-        results["agreement"][name] = agreement(outputs["fp32"], outputs["int8"])
+        results["agreement"][name] = {mode: agreement(outputs["fp32"], outputs[mode]) for mode in args.modes}
         report_speed(name, texts, results["speed"][name], results["agreement"][name])
         for key, tables in every.items():
             tables.append(outputs[key])
-    results["agreement"]["both"] = agreement(*(pa.concat_tables(every[key]) for key in ("fp32", "int8")))
-    report_agreement("both corpora", results["agreement"]["both"])
+    both = {key: pa.concat_tables(tables) for key, tables in every.items()}
+    results["agreement"]["both"] = {mode: agreement(both["fp32"], both[mode]) for mode in args.modes}
+    for mode, agree in results["agreement"]["both"].items():
+        report_agreement(f"both corpora, {mode}", agree)
     if args.gold:
         results["gold"] = gold_scores(pipelines, args)
         report_gold(results["gold"])
@@ -80,6 +84,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="pipeline folder or package (a trained one)")
     parser.add_argument("--texts", type=int, default=300, help="texts per corpus for speed and agreement")
     parser.add_argument("--seed", type=int, default=0, help="of the speed/agreement samples")
+    parser.add_argument("--modes", type=lambda text: text.split(","), default=["int8", "bf16"],
+                        help="comma list of quantize_pipeline modes to set against fp32")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (int8 uses as many)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gold", action="store_true", help="also score both against the gold labels")
@@ -132,10 +138,10 @@ def f_score(reference: list[set], predicted: list[set]) -> float:
     return 2 * shared / total if total else 1.0
 
 
-def agreement(fp32: pa.Table, int8: pa.Table) -> dict[str, float]:
-    labels = zip(fp32.column("label").to_pylist(), int8.column("label").to_pylist())
+def agreement(fp32: pa.Table, other: pa.Table) -> dict[str, float]:
+    labels = zip(fp32.column("label").to_pylist(), other.column("label").to_pylist())
     same = sum(a == b for a, b in labels) / fp32.num_rows
-    return {"same_label": same, "entity_f_vs_fp32": f_score(entity_sets(fp32), entity_sets(int8))}
+    return {"same_label": same, "entity_f_vs_fp32": f_score(entity_sets(fp32), entity_sets(other))}
 
 
 def gold_scores(pipelines: dict, args) -> dict[str, dict[str, float]]:
@@ -156,17 +162,20 @@ def gold_scores(pipelines: dict, args) -> dict[str, dict[str, float]]:
     return scores
 
 
-def report_speed(name: str, texts: list[str], rates: dict[str, float], agree: dict[str, float]) -> None:
-    speedup = rates["int8"] / rates["fp32"]
+def report_speed(name: str, texts: list[str], rates: dict[str, float],
+                 agree: dict[str, dict[str, float]]) -> None:
     print(f"{name}: {len(texts)} texts, {sum(map(len, texts)):,} characters; annotate_table chars/s "
-          f"fp32 {rates['fp32']:,.0f}, int8 {rates['int8']:,.0f}: {speedup:.2f}x "
-          f"(goal {GOALS['speedup']}x {mark(speedup >= GOALS['speedup'])})")
-    report_agreement(name, agree)
+          f"fp32 {rates['fp32']:,.0f}")
+    for mode, mode_agree in agree.items():
+        speedup = rates[mode] / rates["fp32"]
+        print(f"  {mode} {rates[mode]:,.0f}: {speedup:.2f}x (goal {GOALS['speedup']}x "
+              f"{mark(speedup >= GOALS['speedup'])})")
+        report_agreement(f"{name}, {mode}", mode_agree)
 
 
 def report_agreement(name: str, agree: dict[str, float]) -> None:
     same, entity_f = agree["same_label"], agree["entity_f_vs_fp32"]
-    print(f"  {name}, int8 vs fp32: same label {100 * same:.1f}% {mark(same >= GOALS['same_label'])}, "
+    print(f"  {name} vs fp32: same label {100 * same:.1f}% {mark(same >= GOALS['same_label'])}, "
           f"entity F1 {100 * entity_f:.1f} {mark(entity_f >= GOALS['entity_f_vs_fp32'])}")
 
 
@@ -174,9 +183,10 @@ def report_gold(scores: dict[str, dict[str, float]]) -> None:
     print(f"\n{'':8}{'entity F1 (MSRA test)':>24}{'accuracy (shopping test)':>26}")
     for name, row in scores.items():
         print(f"{name:8}{100 * row['ner_f']:>24.2f}{100 * row['accuracy']:>26.2f}")
-    for key in ("ner_f", "accuracy"):
-        points = 100 * (scores["int8"][key] - scores["fp32"][key])
-        print(f"int8 - fp32 {key}: {points:+.2f} points {mark(abs(points) <= GOALS['gold_points'])}")
+    for mode in (name for name in scores if name != "fp32"):
+        for key in ("ner_f", "accuracy"):
+            points = 100 * (scores[mode][key] - scores["fp32"][key])
+            print(f"{mode} - fp32 {key}: {points:+.2f} points {mark(abs(points) <= GOALS['gold_points'])}")
 
 
 def mark(ok: bool) -> str:

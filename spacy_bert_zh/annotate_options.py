@@ -13,7 +13,7 @@ from typing import Optional
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_WINDOW_ROWS = 1024
 DEFAULT_MAX_CHARS = 2_000     # longer texts are annotated in pieces cut at sentence ends
-QUANTIZE_MODES = ("int8",)
+QUANTIZE_MODES = ("int8", "bf16")
 
 
 class AnnotationError(ValueError):
@@ -57,13 +57,13 @@ class AnnotateOptions:
             raise AnnotationError("--resume and --overwrite exclude each other: choose one")
         if self.half and self.gpu_id < 0:
             raise AnnotationError("--half needs a GPU (--gpu-id 0 or higher); on CPU the pipeline "
-                                  "runs in float32 (or int8 with --quantize int8)")
+                                  "runs in float32 (or int8 / bfloat16 with --quantize)")
         if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
             raise AnnotationError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, "
                                   f"not {self.quantize!r}")
         if self.quantize is not None and self.gpu_id >= 0:
-            raise AnnotationError("--quantize int8 runs on CPU only; on a GPU use --half "
-                                  "(float16) instead")
+            raise AnnotationError(f"--quantize {self.quantize} runs on CPU only; on a GPU use "
+                                  "--half (float16) instead")
 
     @classmethod
     def of(cls, options: Optional["AnnotateOptions"] = None, **changes) -> "AnnotateOptions":

@@ -32,8 +32,9 @@ def annotate_cmd(
                                   "sentence ends (bounds memory; entities keep whole-text offsets)."),
     gpu_id: int = typer.Option(-1, help="GPU to run on; -1 for CPU."),
     half: bool = typer.Option(False, "--half", help="float16 autocast for the transformer (GPU only)."),
-    quantize: Optional[str] = typer.Option(None, help="int8: run the encoder with int8 weights "
-                                           "(CPU only; needs the [fast] extra)."),
+    quantize: Optional[str] = typer.Option(None, help="CPU only. int8: the encoder with int8 "
+                                           "weights (needs the [fast] extra); bf16: bfloat16 weights "
+                                           "(fast on CPUs with AMX or AVX512-BF16)."),
     tag_probs: bool = typer.Option(False, "--tag-probs", help="Add a tag_probs column: per "
                                    "character, the ner's probability of each tag (soft targets "
                                    "for distillation; tag names in the field's metadata)."),

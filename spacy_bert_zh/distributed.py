@@ -102,8 +102,8 @@ def annotate_with_ray(model: str, input_paths: list[Path], output: Path,
     try:
         plan = plan_workers(ray.cluster_resources(), ray_options)
         if plan.gpus and options.quantize:
-            raise AnnotationError("--quantize int8 runs on CPU only; with --gpus-per-worker use "
-                                  "--half instead")
+            raise AnnotationError(f"--quantize {options.quantize} runs on CPU only; with "
+                                  "--gpus-per-worker use --half instead")
         dataset = ray.data.read_parquet([str(path) for path in files]).select_columns(columns)
         # Ray hands a whole block to one worker: cut the input into blocks small enough for
         # every worker to get several (streaming, nothing is shuffled or held back).

@@ -1,7 +1,15 @@
-"""int8 inference on CPU: swap a loaded pipeline's BERT encoder for a CTranslate2 int8 one.
+"""int8 or bfloat16 inference on CPU: swap a loaded pipeline's BERT encoder for a faster one.
 
     nlp = spacy.load("my_pipeline")
     quantize_pipeline(nlp)          # in place; nlp(text), nlp.pipe(texts) give the same Doc attributes
+    quantize_pipeline(nlp, "bf16")  # or bfloat16 weights and matrix products (CPUs with AMX)
+
+bf16 (``Bfloat16Encoder``) keeps the pipeline's own ``BertModel`` with its weights cast to
+bfloat16 and hands float32 outputs to spacy-transformers. On CPUs with AMX (Intel Sapphire Rapids
+and later) or AVX512-BF16, oneDNN runs its matrix products in hardware: the bare m3e-small forward
+over 600 reviews and MSRA sentences, batches of 64, 2 threads, ran 2.9x the fp32 one on our
+2-core Xeon (torch autocast: 2.3x). Without those instructions bfloat16 is emulated and slower
+than float32, so ``quantize_pipeline`` warns.
 
 Only the transformer pipe's Hugging Face model changes: its weights are converted in memory to a
 CTranslate2 encoder with int8 weights (per-row scales) and int8 matrix products, and wrapped in a
@@ -50,7 +58,7 @@ import numpy
 import torch
 from spacy.language import Language
 
-MODES = ("int8",)
+MODES = ("int8", "bf16")
 INSTALL_HINT = "pip install 'spacy-bert-zh[fast]'"
 
 
@@ -61,19 +69,22 @@ class QuantizationUnavailable(ImportError):
 def quantize_pipeline(nlp: Language, mode: str = "int8") -> Language:
     """Make the transformer pipe of ``nlp`` run its encoder in ``mode`` on CPU; return ``nlp``.
 
-    Quantizing an already quantized pipeline is a no-op.
+    Quantizing an already quantized pipeline (in either mode) is a no-op.
 
     The int8 encoder runs on ``torch.get_num_threads()`` threads as at this call. Raises
     ``ValueError`` for an unknown mode, a pipeline without a transformer pipe, or one on
-    GPU, and ``QuantizationUnavailable`` (an ``ImportError``) if CTranslate2 is missing.
+    GPU, and ``QuantizationUnavailable`` (an ``ImportError``) if CTranslate2 is missing (int8).
     """
     if mode not in MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; choose one of {', '.join(MODES)}")
-    shims = [shim for shim in transformer_shims(nlp) if not isinstance(shim._model, Int8Encoder)]
-    for shim in shims:  # check all before changing any; those already int8 are left as they are
+    shims = [shim for shim in transformer_shims(nlp) if not isinstance(shim._model, REDUCED_ENCODERS)]
+    for shim in shims:  # check all before changing any; those already reduced are left as they are
         check_on_cpu(shim._hfmodel.transformer)
+    if shims and mode == "bf16":
+        warn_without_bfloat16_instructions()
+    encoder_class = Int8Encoder if mode == "int8" else Bfloat16Encoder
     for shim in shims:
-        encoder = Int8Encoder.from_hf(shim._hfmodel.transformer, shim._hfmodel.tokenizer)
+        encoder = encoder_class.from_hf(shim._hfmodel.transformer, shim._hfmodel.tokenizer)
         shim._hfmodel.transformer = encoder  # what spacy-transformers reads the device and config of
         shim._model = encoder  # what thinc's PyTorchShim calls
         shim.to_bytes = refuse_to_save  # HFShim would write a state dict that a BertModel cannot load
@@ -81,8 +92,8 @@ def quantize_pipeline(nlp: Language, mode: str = "int8") -> Language:
 
 
 def is_quantized(nlp: Language) -> bool:
-    """Whether ``quantize_pipeline`` has swapped the encoder(s) of ``nlp``."""
-    return all(isinstance(shim._model, Int8Encoder) for shim in transformer_shims(nlp))
+    """Whether ``quantize_pipeline`` has swapped the encoder(s) of ``nlp`` (int8 or bf16)."""
+    return all(isinstance(shim._model, REDUCED_ENCODERS) for shim in transformer_shims(nlp))
 
 
 class Int8Encoder(torch.nn.Module):
@@ -155,6 +166,56 @@ class Int8Encoder(torch.nn.Module):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.encoder = load_encoder(self.files, self.threads)
+
+
+class Bfloat16Encoder(torch.nn.Module):
+    """A Hugging Face encoder with bfloat16 weights whose outputs come back as float32 (the
+    dtype spacy-transformers converts to numpy, which has no bfloat16)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+
+    @classmethod
+    def from_hf(cls, model, tokenizer=None) -> Bfloat16Encoder:
+        """Cast a loaded encoder to bfloat16 (a copy: the pipeline keeps its float32 model until
+        the swap, as for int8)."""
+        return cls(copy.deepcopy(model).requires_grad_(False).to(torch.bfloat16))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def forward(self, *args, **kwargs):
+        if torch.is_grad_enabled() and self.training:
+            raise RuntimeError("a quantized pipeline is for inference only; train the fp32 pipeline")
+        output = self.model(*args, **kwargs)
+        for key, value in output.items():
+            output[key] = as_float32(value)
+        return output
+
+
+def as_float32(value):
+    """A tensor (or tuple of tensors, e.g. hidden states) in float32; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, tuple):
+        return tuple(as_float32(item) for item in value)
+    return value
+
+
+REDUCED_ENCODERS = (Int8Encoder, Bfloat16Encoder)
+
+
+def warn_without_bfloat16_instructions() -> None:
+    """bfloat16 matrix products are fast with AMX or AVX512-BF16 only; elsewhere they are emulated."""
+    import warnings
+
+    cpu = torch.cpu
+    if not (cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported()):
+        warnings.warn("this CPU has neither AMX nor AVX512-BF16: bf16 runs emulated, likely slower "
+                      "than float32 (try --quantize int8)", RuntimeWarning, stacklevel=3)
 
 
 def fold_token_type_into_positions(model):

@@ -175,7 +175,7 @@ def test_annotate_quantize_int8_keeps_the_output_schema(untrained_pipeline, tmp_
     on_gpu = annotate(tmp_path / "gpu.parquet", "--quantize", "int8", "--gpu-id", "0")
     assert on_gpu.exit_code == 2 and "CPU only" in on_gpu.output and "--half" in on_gpu.output
     unknown = annotate(tmp_path / "int4.parquet", "--quantize", "int4")
-    assert unknown.exit_code == 2 and "--quantize must be one of int8" in unknown.output
+    assert unknown.exit_code == 2 and "--quantize must be one of int8, bf16" in unknown.output
 
 
 def test_folding_token_type_0_into_positions_keeps_fp32_outputs(untrained_pipeline):
@@ -218,3 +218,91 @@ def test_the_fold_brings_int8_vectors_closer_to_fp32(untrained_pipeline, monkeyp
     folded = distance()
     monkeypatch.setattr(quantize, "fold_token_type_into_positions", lambda model: model)
     assert folded < 0.9 * distance()   # measured: 1.08 against 1.34
+
+
+@pytest.fixture(scope="module")
+def bf16_pipeline(untrained_pipeline):
+    """A bfloat16 copy of the untrained pipeline, with the textcat output of ``pipelines``."""
+    nlp = spacy.load(untrained_pipeline)
+    randomize_textcat_output(nlp)
+    return quantize_pipeline(nlp, "bf16")
+
+
+def test_bf16_docs_have_the_fp32_attributes_in_float32(pipelines, bf16_pipeline):
+    import torch
+
+    fp32, _ = pipelines
+    assert is_quantized(bf16_pipeline)
+    encoder = bf16_pipeline.get_pipe("transformer").model.layers[0].shims[0]._model
+    assert {parameter.dtype for parameter in encoder.parameters()} == {torch.bfloat16}
+    for a, b in zip(fp32.pipe(TEXTS[:4]), bf16_pipeline.pipe(TEXTS[:4])):
+        assert list(a.cats) == list(b.cats)
+        out_a, out_b = a._.trf_data.model_output, b._.trf_data.model_output
+        assert list(out_a) == list(out_b)
+        for key in out_a:
+            assert out_a[key].shape == out_b[key].shape and out_b[key].dtype == numpy.float32
+
+
+def test_bf16_agrees_with_fp32_closer_than_int8(pipelines, bf16_pipeline):
+    """bfloat16 keeps 8 bits of mantissa in every product; the hidden states stay close to fp32's."""
+    fp32, _ = pipelines
+    docs = list(zip(fp32.pipe(TEXTS), bf16_pipeline.pipe(TEXTS)))
+    for a, b in docs:
+        x, y = (doc._.trf_data.model_output.last_hidden_state.reshape(-1, 512) for doc in (a, b))
+        cosine = (x * y).sum(-1) / numpy.linalg.norm(x, axis=-1) / numpy.linalg.norm(y, axis=-1)
+        assert cosine.min() > 0.99
+    clear = [(a, b) for a, b in docs if margin(a.cats) > 0.02]
+    assert len(clear) >= len(docs) // 2 and all(top_label(a) == top_label(b) for a, b in clear)
+    assert max(abs(a.cats[k] - b.cats[k]) for a, b in docs for k in a.cats) < 0.02
+    shared = sum(len(entities(a) & entities(b)) for a, b in docs)
+    total = sum(len(entities(a)) + len(entities(b)) for a, b in docs)
+    assert total > 0 and 2 * shared / total >= 0.9
+
+
+def test_bf16_pipeline_pickles_and_refuses_to_save(bf16_pipeline, tmp_path):
+    from spacy_bert_zh.checkpoint import pipeline_hash
+    from spacy_bert_zh.quantize import Bfloat16Encoder
+
+    copy = pickle.loads(pickle.dumps(bf16_pipeline))
+    assert isinstance(copy.get_pipe("transformer").model.layers[0].shims[0]._model, Bfloat16Encoder)
+    assert entities(copy(TEXTS[1])) == entities(bf16_pipeline(TEXTS[1]))
+    assert pipeline_hash(copy) == pipeline_hash(bf16_pipeline)
+    with pytest.raises(NotImplementedError, match="save the fp32 pipeline"):
+        bf16_pipeline.to_disk(tmp_path / "bf16")
+
+
+def test_a_quantized_pipeline_is_not_quantized_again_in_the_other_mode(pipelines, bf16_pipeline):
+    _, int8 = pipelines
+    for nlp, mode in ((int8, "bf16"), (bf16_pipeline, "int8")):
+        shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+        encoder = shim._model
+        assert quantize_pipeline(nlp, mode) is nlp and shim._model is encoder
+
+
+def test_bf16_warns_on_a_cpu_without_bfloat16_instructions(untrained_pipeline, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    with pytest.warns(RuntimeWarning, match="neither AMX nor AVX512-BF16"):
+        quantize_pipeline(spacy.load(untrained_pipeline), "bf16")
+
+
+def test_annotate_quantize_bf16_keeps_the_output_schema(untrained_pipeline, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from spacy_bert_zh.cli import app
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(len(TEXTS))), "text": TEXTS}), source)
+    outputs = {}
+    for name, options in (("fp32", []), ("bf16", ["--quantize", "bf16"])):
+        dest = tmp_path / f"{name}.parquet"
+        result = CliRunner().invoke(app, ["annotate", str(untrained_pipeline), str(source), str(dest),
+                                          "--quiet", *options])
+        assert result.exit_code == 0, result.output
+        outputs[name] = pq.read_table(dest)
+    assert outputs["bf16"].schema.equals(outputs["fp32"].schema, check_metadata=False)
+    assert outputs["bf16"].column("id").to_pylist() == list(range(len(TEXTS)))
