@@ -7,7 +7,8 @@ character, on a loaded 2-core CPU); ``tests/test_alignment.py`` checks the two e
 Latin words cut into several wordpieces, emoji, [UNK] and overlapping windows. Unlike the
 original, it also takes an empty span (no tokens to align) instead of raising E1002.
 ``forward_with_offset_alignment`` is spacy-transformers' ``TransformerModel`` forward pass with
-it. The rules it reproduces:
+it; its output, an ``OffsetAlignedBatch``, is split per doc without a ``Token`` per token either.
+The rules it reproduces:
 
 * a token covers the characters from its start to one past its end (so the character after a
   token, its trailing space, counts as the token's); where two tokens touch, the later one wins;
@@ -21,12 +22,14 @@ from __future__ import annotations
 from typing import Callable, List, Tuple
 
 import numpy
+import torch
 from spacy.tokens import Doc, Span
 from spacy_transformers.align import get_alignment
-from spacy_transformers.data_classes import FullTransformerBatch, WordpieceBatch
+from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
 from spacy_transformers.layers.transformer_model import huggingface_tokenize
 from spacy_transformers.truncate import truncate_oversize_splits
-from thinc.api import Model
+from thinc.api import Model, torch2xp
+from transformers.utils import ModelOutput
 from thinc.types import Ragged
 
 
@@ -97,14 +100,55 @@ def forward_with_offset_alignment(model: Model, docs: List[Doc], is_train: bool)
         align = get_alignment(flat_spans, wordpieces.strings, tokenizer.all_special_tokens)
     wordpieces, align = truncate_oversize_splits(wordpieces, align, tokenizer.model_max_length)
     model_output, backprop_tensors = model.layers[0](wordpieces, is_train)
-    output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output,
-                                  align=align)
+    output = OffsetAlignedBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output,
+                                align=align)
 
     def backprop(d_output: FullTransformerBatch) -> List[Doc]:
         backprop_tensors(d_output.model_output)
         return docs
 
     return output, backprop
+
+
+class OffsetAlignedBatch(FullTransformerBatch):
+    """A ``FullTransformerBatch`` whose ``split_by_doc`` finds each doc's tokens from
+    ``doc_token_offsets`` (spacy-transformers' builds a dict keyed by every ``Token`` of the
+    batch, a tenth of a small encoder's annotate time); the same ``TransformerData`` per doc."""
+
+    def split_by_doc(self) -> List[TransformerData]:
+        first_token = doc_token_offsets([span for doc_spans in self.spans for span in doc_spans])
+        model_output = outputs_as_arrays(self.model_output)
+        outputs, start, prev_tokens = [], 0, 0
+        for doc_spans in self.spans:
+            if len(doc_spans) == 0 or len(doc_spans[0]) == 0:
+                outputs.append(TransformerData.empty())
+                continue
+            doc_offset = first_token[doc_spans[0].doc]
+            end = start + len(doc_spans)
+            align = self.align[doc_offset + doc_spans[0].start:doc_offset + doc_spans[-1].end]
+            align.data = align.data - prev_tokens
+            wordpieces = self.wordpieces[start:end]
+            doc_output = ModelOutput()
+            for key, value in model_output.items():
+                doc_output[key] = [t[start:end] for t in value] if isinstance(value, list) else value[start:end]
+            outputs.append(TransformerData(wordpieces=wordpieces, model_output=doc_output, align=align))
+            prev_tokens += wordpieces.input_ids.size
+            start = end
+        return outputs
+
+
+def outputs_as_arrays(model_output) -> dict:
+    """The tensors of a model output as arrays, and the tuples of per-sequence tensors (hidden
+    states) as lists of arrays; whatever else it holds is left out, as spacy-transformers does."""
+    last_hidden_state = model_output.last_hidden_state
+    arrays = {}
+    for key, output in model_output.items():
+        if isinstance(output, torch.Tensor):
+            arrays[key] = torch2xp(output)
+        elif (isinstance(output, tuple) and all(isinstance(t, torch.Tensor) for t in output)
+              and all(t.shape[0] == last_hidden_state.shape[0] for t in output)):
+            arrays[key] = [torch2xp(t) for t in output]
+    return arrays
 
 
 def use_offset_alignment(nlp) -> int:

@@ -94,3 +94,26 @@ def test_the_alignment_equals_spacy_transformers_on_any_text(tokenizer, texts, w
     expected, aligned = get_alignment_via_offset_mapping(spans, offsets), offset_alignment(spans, offsets)
     assert aligned.lengths.tolist() == expected.lengths.tolist()
     assert aligned.dataXd.tolist() == expected.dataXd.tolist()
+
+
+def test_the_split_per_doc_equals_spacy_transformers(untrained_pipeline):
+    from spacy_transformers.data_classes import FullTransformerBatch
+
+    from spacy_bert_zh.alignment import OffsetAlignedBatch
+
+    nlp = spacy.load(untrained_pipeline)
+    use_offset_alignment(nlp)
+    model = nlp.get_pipe("transformer").model
+    docs = [nlp.make_doc(text) for text in TEXTS + ["", "北京" * 300]]   # an empty doc, two windows
+    batch = model.predict(docs)
+    assert isinstance(batch, OffsetAlignedBatch)
+    ours, theirs = batch.split_by_doc(), FullTransformerBatch.split_by_doc(batch)
+    assert len(ours) == len(theirs) == len(docs)
+    for a, b in zip(ours, theirs):
+        assert a.align.lengths.tolist() == b.align.lengths.tolist()
+        assert a.align.dataXd.tolist() == b.align.dataXd.tolist()
+        assert a.wordpieces.input_ids.tolist() == b.wordpieces.input_ids.tolist()
+        assert a.wordpieces.strings == b.wordpieces.strings
+        assert list(a.model_output) == list(b.model_output)
+        for key in a.model_output:
+            assert numpy.array_equal(a.model_output[key], b.model_output[key])
