@@ -9,10 +9,10 @@ hidden-state stage of ``distill_hidden.py`` before the soft targets), all in one
 
   accuracy  entity F1 on the MSRA test sample and accuracy on the online_shopping test sample
             that accuracy.py drew with the same seed (gold labels), teacher and students;
-  speed     ``annotate_table`` chars/s of teacher and students, fp32 and int8, on seeded samples
-            of MSRA test sentences and shopping reviews, best of ``--repeats`` interleaved runs;
+  speed     ``annotate_table`` chars/s of teacher and students, fp32, int8 and bf16, on seeded
+            samples of MSRA test sentences and shopping reviews, best of ``--repeats`` interleaved runs;
   plot      speed-up against the teacher vs test scores (PNG, ``--plot``; ``--replot JSON``
-            redraws it from a results file). int8 points are placed at the fp32 scores.
+            redraws it from a results file). int8 and bf16 points are placed at the fp32 scores.
 
 Goals: the 2-layer student >= 1.8x the teacher's chars/s, entity F1 and accuracy within 1.5 points
 of the teacher, and the 2-layer student in int8 >= 3x the fp32 teacher.
@@ -178,7 +178,7 @@ def gold_scores(pipeline: Path, test: Path) -> dict[str, float]:
 
 
 def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
-    """chars/s of every pipeline, fp32 and int8, on the same texts, interleaved, best of repeats."""
+    """chars/s of every pipeline, fp32, int8 and bf16, on the same texts, interleaved, best of repeats."""
     import spacy
 
     from spacy_bert_zh.quantize import quantize_pipeline
@@ -188,7 +188,8 @@ def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
         if is_variant(name):
             continue  # same architecture as the plain soft student: same speed
         loaded[name] = spacy.load(path)
-        loaded[f"{name}+int8"] = quantize_pipeline(spacy.load(path))
+        for mode in REDUCED_MODES:
+            loaded[f"{name}+{mode}"] = quantize_pipeline(spacy.load(path), mode)
     texts = sample_msra(args.speed_texts, args.seed) + sample_reviews(args.speed_texts, args.seed)
     _, seconds = best_of(loaded, pa.table({"text": texts}), args.repeats)
     chars = sum(map(len, texts))
@@ -196,6 +197,7 @@ def speeds(pipelines: dict[str, Path], args) -> dict[str, float]:
 
 
 VARIANTS = ("-silver", "-hidden")
+REDUCED_MODES = ("int8", "bf16")   # bf16: bfloat16 weights (AMX / AVX512-BF16 CPUs), no goal of the issue
 
 
 def is_variant(name: str) -> bool:
@@ -223,13 +225,13 @@ def check_goals(results: dict) -> dict[str, bool]:
 
 def report(results: dict) -> None:
     speed, scores = results["speed"], results["scores"]
-    print(f"\n{'':18}{'MSRA test F1':>14}{'shopping acc.':>15}{'chars/s':>10}{'x teacher':>11}"
-          f"{'int8 chars/s':>14}{'x teacher':>11}")
+    modes = [""] + [f"+{mode}" for mode in REDUCED_MODES if f"teacher+{mode}" in speed]
+    print(f"\n{'':18}{'MSRA test F1':>14}{'shopping acc.':>15}"
+          + "".join(f"{(mode[1:] + ' ' if mode else '') + 'chars/s':>14}{'x teacher':>11}" for mode in modes))
     for name, row in scores.items():
         base = architecture(name)
-        fp32, int8 = speed.get(base), speed.get(f"{base}+int8")
-        cells = (f"{fp32:>10,.0f}{fp32 / speed['teacher']:>10.2f}x{int8:>14,.0f}{int8 / speed['teacher']:>10.2f}x"
-                 if fp32 else "")
+        cells = "".join(f"{speed[base + mode]:>14,.0f}{speed[base + mode] / speed['teacher']:>10.2f}x"
+                        for mode in modes if base + mode in speed)
         print(f"{name:18}{100 * row['ner_f']:>14.2f}{100 * row['accuracy']:>15.2f}{cells}")
     for goal, ok in results["goals"].items():
         print(f"goal {goal}: {'ok' if ok else 'MISSED'}")
@@ -248,7 +250,11 @@ def plot(results: dict, dest: Path) -> None:
                              (axes[1], "accuracy", "online_shopping test accuracy")):
         for suffix, marker, label in (("", "o", "fp32"),
                                       ("+int8", "s", "int8 speed (scores: fp32's; int8 moved the\n"
+                                                     "teacher's by <= 0.3, quantize_speed.py)"),
+                                      ("+bf16", "D", "bf16 speed (scores: fp32's; bf16 moved the\n"
                                                      "teacher's by <= 0.3, quantize_speed.py)")):
+            if f"teacher{suffix}" not in speed:
+                continue  # results of a run before bf16
             names = sorted((name for name in scores if not is_variant(name)),
                            key=lambda name: speed[name + suffix])
             xs = [speed[name + suffix] / speed["teacher"] for name in names]
