@@ -47,11 +47,16 @@ class Checkpoint:
 
     @classmethod
     def start(cls, dest: Path, identity: dict) -> "Checkpoint":
-        """A fresh checkpoint for ``dest`` (an old one is removed)."""
+        """A fresh checkpoint for ``dest`` (an old one is removed). The folder appears with its
+        ``checkpoint.json`` already in it (made under a temporary name, then renamed), so a run
+        killed at any moment leaves either no folder or one that ``--resume`` can read."""
         folder = parts_dir(dest)
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        write_json_atomically(folder / CHECKPOINT_FILE, identity)
+        staging = folder.with_name(folder.name + ".tmp")
+        for old in (folder, staging):
+            shutil.rmtree(old, ignore_errors=True)
+        staging.mkdir(parents=True)
+        write_json_atomically(staging / CHECKPOINT_FILE, identity)
+        os.replace(staging, folder)
         return cls(folder, identity)
 
     @classmethod

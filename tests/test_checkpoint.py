@@ -99,3 +99,24 @@ def test_pipeline_hash_sees_a_changed_weight(untrained_pipeline):
     weights[0, 0] += 1.0
     softmax.set_param("W", weights)
     assert pipeline_hash(nlp) != before
+
+
+def test_a_kill_while_starting_leaves_no_folder_without_its_checkpoint(tmp_path, monkeypatch):
+    """A run killed between creating the parts folder and writing checkpoint.json used to leave a
+    folder that --resume refused as unreadable (seen in the SIGKILL test of test_annotation.py)."""
+    import spacy_bert_zh.checkpoint as checkpoint_module
+
+    dest, identity = tmp_path / "out.parquet", {"input": "x"}
+
+    def killed(path, data):
+        raise KeyboardInterrupt   # stands for the process dying before the file is written
+
+    monkeypatch.setattr(checkpoint_module, "write_json_atomically", killed)
+    with pytest.raises(KeyboardInterrupt):
+        Checkpoint.start(dest, identity)
+    assert not parts_dir(dest).exists()
+    monkeypatch.undo()
+    Checkpoint.start(dest, identity)   # the next run cleans the staging folder up and starts
+    assert (parts_dir(dest) / "checkpoint.json").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [parts_dir(dest).name]
+    Checkpoint.resume(dest, identity)
