@@ -4,9 +4,9 @@ spacy-transformers' ``mixed_precision`` is CUDA's autocast (with a grad scaler t
 CPU). This callback runs the forward pass of every PyTorch encoder of the pipeline under
 ``torch.autocast("cpu", dtype=torch.bfloat16)``: matrix products in bfloat16, weights, optimizer
 state and the outputs handed to spaCy in float32 (bfloat16 keeps float32's exponent, so no loss
-scaling). On CPUs with AMX or AVX512-BF16, oneDNN runs those products in hardware: one m3e-small
-step (forward, backward, AdamW; 4 batches of 32 MSRA sentences, 2 threads) took 1.75x less time
-than in float32 on our 2-core Xeon. Elsewhere bfloat16 is emulated and slower, so ``"auto"`` (the
+scaling). On CPUs with AMX or AVX512-BF16, oneDNN runs those products in hardware:
+``benchmarks/cpu_bf16_training.py`` (``nlp.update`` on MSRA sentences, 2 threads, our 2-core Xeon)
+ran 1.25x float32 at batches of 8 sentences and 1.78x at 32. Elsewhere bfloat16 is emulated and slower, so ``"auto"`` (the
 default) turns it on only where the CPU has those instructions.
 
 Only training is switched: ``spacy.load`` does not run ``[initialize]``, so a saved pipeline runs
@@ -70,12 +70,19 @@ class Bfloat16Autocast:
         self.module = module
 
     def __call__(self, *args, **kwargs):
-        from .quantize import as_float32
-
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            output = type(self.module).forward(self.module, *args, **kwargs)
-        if isinstance(output, dict):   # a transformers ModelOutput
-            for key, value in output.items():
-                output[key] = as_float32(value)
-            return output
-        return as_float32(output)
+            return as_float32(type(self.module).forward(self.module, *args, **kwargs))
+
+
+def as_float32(value):
+    """A tensor in float32; the values of a dict (a transformers ``ModelOutput``, in place) and
+    tuples (hidden states) likewise; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = as_float32(item)
+        return value
+    if isinstance(value, tuple):
+        return tuple(as_float32(item) for item in value)
+    return value

@@ -60,6 +60,8 @@ import numpy
 import torch
 from spacy.language import Language
 
+from .cpu_autocast import as_float32, has_bfloat16_instructions
+
 MODES = ("int8", "bf16")
 INSTALL_HINT = "pip install 'spacy-bert-zh[fast]'"
 
@@ -192,19 +194,7 @@ class Bfloat16Encoder(torch.nn.Module):
     def forward(self, *args, **kwargs):
         if torch.is_grad_enabled() and self.training:
             raise RuntimeError("a quantized pipeline is for inference only; train the fp32 pipeline")
-        output = self.model(*args, **kwargs)
-        for key, value in output.items():
-            output[key] = as_float32(value)
-        return output
-
-
-def as_float32(value):
-    """A tensor (or tuple of tensors, e.g. hidden states) in float32; anything else as it is."""
-    if isinstance(value, torch.Tensor) and value.is_floating_point():
-        return value.float()
-    if isinstance(value, tuple):
-        return tuple(as_float32(item) for item in value)
-    return value
+        return as_float32(self.model(*args, **kwargs))
 
 
 REDUCED_ENCODERS = (Int8Encoder, Bfloat16Encoder)
@@ -214,8 +204,7 @@ def warn_without_bfloat16_instructions() -> None:
     """bfloat16 matrix products are fast with AMX or AVX512-BF16 only; elsewhere they are emulated."""
     import warnings
 
-    cpu = torch.cpu
-    if not (cpu._is_amx_tile_supported() or cpu._is_avx512_bf16_supported()):
+    if not has_bfloat16_instructions():
         warnings.warn("this CPU has neither AMX nor AVX512-BF16: bf16 runs emulated, likely slower "
                       "than float32 (try --quantize int8)", RuntimeWarning, stacklevel=3)
 
