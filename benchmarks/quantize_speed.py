@@ -8,7 +8,7 @@ On the same texts and the same torch threads:
              sentences (from ../shared/data, found relative to the repository, see ``data.py``);
   agreement  on those texts, the rows whose top label is identical, and the entity F1 of each
              mode taking fp32's entities as the reference;
-  --gold     entity F1 (MSRA test) and accuracy (online_shopping test) of both against the gold
+  --gold     entity F1 (MSRA test) and accuracy (online_shopping test) of each against the gold
              annotation, on the test samples ``benchmarks/accuracy.py --seeds N`` evaluates on.
 Goals (each mode): >= 1.8x fp32 chars/s; >= 97% identical labels and entity F1 >= 97 against fp32;
 gold F1 and accuracy within 0.5 point of fp32; the same output schema.
