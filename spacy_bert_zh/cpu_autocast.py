@@ -5,9 +5,10 @@ CPU). This callback runs the forward pass of every PyTorch encoder of the pipeli
 ``torch.autocast("cpu", dtype=torch.bfloat16)``: matrix products in bfloat16, weights, optimizer
 state and the outputs handed to spaCy in float32 (bfloat16 keeps float32's exponent, so no loss
 scaling). On CPUs with AMX or AVX512-BF16, oneDNN runs those products in hardware:
-``benchmarks/cpu_bf16_training.py`` (``nlp.update`` on MSRA sentences, 2 threads, our 2-core Xeon)
-ran 1.25x float32 at batches of 8 sentences and 1.78x at 32. Elsewhere bfloat16 is emulated and slower, so ``"auto"`` (the
-default) turns it on only where the CPU has those instructions.
+``benchmarks/cpu_bf16_training.py`` (``nlp.update`` on MSRA sentences, 2 threads, our 2-core
+Xeon) ran 1.25x float32 at batches of 8 sentences and 1.78x at 32. Elsewhere bfloat16 is
+emulated and slower, so ``"auto"`` (the default) turns it on only where the CPU has those
+instructions.
 
 Only training is switched: ``spacy.load`` does not run ``[initialize]``, so a saved pipeline runs
 in float32 (``annotate --quantize bf16`` is its bfloat16 inference).
@@ -50,12 +51,17 @@ def has_bfloat16_instructions() -> bool:
     return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
 
 
+def pytorch_shims(nlp: Language) -> list[PyTorchShim]:
+    """The PyTorch shims (spacy-transformers' ``HFShim`` among them) of every pipe's model."""
+    return [shim for _, pipe in nlp.pipeline if hasattr(pipe, "model")
+            for node in pipe.model.walk() for shim in node.shims if isinstance(shim, PyTorchShim)]
+
+
 def autocast_encoders(nlp: Language) -> int:
     """Run every PyTorch module under the pipeline's shims in bfloat16 autocast, in place (once
     each); return how many there are."""
-    modules = {id(shim._model): shim._model for _, pipe in nlp.pipeline if hasattr(pipe, "model")
-               for node in pipe.model.walk() for shim in node.shims
-               if isinstance(shim, PyTorchShim) and isinstance(shim._model, torch.nn.Module)}
+    modules = {id(shim._model): shim._model for shim in pytorch_shims(nlp)
+               if isinstance(shim._model, torch.nn.Module)}
     for module in modules.values():
         if not isinstance(module.__dict__.get("forward"), Bfloat16Autocast):
             module.forward = Bfloat16Autocast(module)   # an instance attribute: not in the state dict

@@ -104,10 +104,9 @@ def use_mixed_precision(nlp: Language) -> int:
     This is spacy-transformers' own ``mixed_precision`` switch, set after loading: matrix
     products run in half precision, layer norms and the outputs stay float32.
     """
-    from thinc.shims import PyTorchShim
+    from .cpu_autocast import pytorch_shims
 
-    shims = [shim for _, pipe in nlp.pipeline if hasattr(pipe, "model")
-             for node in pipe.model.walk() for shim in node.shims if isinstance(shim, PyTorchShim)]
+    shims = pytorch_shims(nlp)
     for shim in shims:
         shim._mixed_precision = True
     return len(shims)

@@ -139,8 +139,7 @@ class Int8Encoder(torch.nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
         from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
-        if torch.is_grad_enabled() and self.training:
-            raise RuntimeError("a quantized pipeline is for inference only; train the fp32 pipeline")
+        refuse_training(self)
         ctranslate2 = import_ctranslate2()
         lengths = attention_mask.sum(dim=1).to(torch.int32)
         inputs = ctranslate2.StorageView.from_array(input_ids.to(torch.int32).contiguous().numpy())
@@ -192,12 +191,17 @@ class Bfloat16Encoder(torch.nn.Module):
         return next(self.model.parameters()).device
 
     def forward(self, *args, **kwargs):
-        if torch.is_grad_enabled() and self.training:
-            raise RuntimeError("a quantized pipeline is for inference only; train the fp32 pipeline")
+        refuse_training(self)
         return as_float32(self.model(*args, **kwargs))
 
 
 REDUCED_ENCODERS = (Int8Encoder, Bfloat16Encoder)
+
+
+def refuse_training(encoder: torch.nn.Module) -> None:
+    """A reduced-precision encoder predicts only: raise if it is asked for a training pass."""
+    if torch.is_grad_enabled() and encoder.training:
+        raise RuntimeError("a quantized pipeline is for inference only; train the fp32 pipeline")
 
 
 def warn_without_bfloat16_instructions() -> None:
