@@ -8,7 +8,8 @@ from spacy.training import Example
 
 from itertools import product
 
-from spacy_bert_zh.ner_tagger import (TAG_PROBS_KEY, NERTagger, allowed_transitions, best_tag_path, best_tag_paths,
+from spacy_bert_zh.ner_tagger import (TAG_PROBS_KEY, NERTagger, allowed_transitions, argmax_paths, best_tag_path,
+                                      best_tag_paths, constrained_emissions,
                                       biluo_to_bio, outside_only, tags_to_spans, trainable_tags)
 
 TAGS = ("O", "B-LOC", "I-LOC", "B-PER", "I-PER")
@@ -83,6 +84,21 @@ def test_batched_decoding_gives_each_doc_its_best_valid_path(seed):
     for p, mask, path in zip(probs, allowed_tags, paths):
         if len(p):
             assert path.tolist() == best_valid_path_by_enumeration(p, mask)
+
+
+def test_docs_whose_argmax_path_is_valid_and_docs_that_need_the_viterbi_decode_alike():
+    # Peaked probabilities make some docs' argmax path valid BIO (taken as it is) and others
+    # start or continue an entity with a wrong I- (decoded by the Viterbi); both kinds in one
+    # batch must give what enumeration over the valid paths gives.
+    rng = numpy.random.RandomState(7)
+    probs = [rng.dirichlet(numpy.full(len(TAGS), 0.1), size=n).astype("f") for n in (5, 6, 4, 7, 5, 6, 3, 6)]
+    allowed = allowed_transitions(TAGS)
+    _, emissions, lengths = constrained_emissions(probs)
+    _, argmax_valid = argmax_paths(emissions, lengths, allowed)
+    assert 0 < argmax_valid.sum() < len(probs)
+    no_mask = [numpy.ones_like(p, dtype=bool) for p in probs]
+    for p, mask, path in zip(probs, no_mask, best_tag_paths(probs, allowed)):
+        assert path.tolist() == best_valid_path_by_enumeration(p, mask)
 
 
 def test_gold_tags_of_unaligned_tokens_are_missing_and_entities_restart_after_them():
