@@ -29,7 +29,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from thinc.api import Model, SequenceCategoricalCrossentropy
 
 from .crf import CRF_LAYER, FORBIDDEN, crf_marginals, crf_viterbi, with_crf_transitions
-from .dropped_characters import unaligned_tokens
+from .dropped_characters import unaligned_tokens, unaligned_tokens_of
 
 NER_TAGGER_FACTORY = "ner_tagger"
 OUTSIDE = "O"
@@ -182,7 +182,7 @@ class NERTagger(Tagger):
         paths = [numpy.zeros((0,), dtype="i") for _ in docs]
         marginals = [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs]
         nonempty, emissions, lengths = constrained_emissions(
-            probabilities, [outside_only(unaligned_tokens(doc), self.labels) for doc in docs])
+            probabilities, [outside_only(unaligned, self.labels) for unaligned in unaligned_tokens_of(docs)])
         transitions, start, end = self.crf_scores()
         best, _ = crf_viterbi(emissions, lengths, transitions, start, end)
         unary = crf_marginals(emissions, lengths, transitions, start, end).unary
@@ -218,7 +218,7 @@ class NERTagger(Tagger):
         probabilities = [self.model.ops.to_numpy(doc_scores) for doc_scores in self.model.predict(docs)]
         if self.uses_crf:
             return self.crf_decode(docs, probabilities)
-        allowed_tags = [outside_only(unaligned_tokens(doc), self.labels) for doc in docs]
+        allowed_tags = [outside_only(unaligned, self.labels) for unaligned in unaligned_tokens_of(docs)]
         paths = best_tag_paths(probabilities, allowed_transitions(self.labels), allowed_tags)
         return TagGuesses(paths, probabilities)
 

@@ -10,7 +10,8 @@ from spacy_transformers.pipeline_component import install_extensions
 from thinc.api import Ragged
 
 from spacy_bert_zh.dropped_characters import (dropped_character_tokens, dropped_characters,
-                                              is_dropped_character, unaligned_tokens)
+                                              is_dropped_character, unaligned_tokens,
+                                              unaligned_tokens_of)
 
 # What m3e-small's tokenizer removes, written out by hand so that the pipeline test does not
 # check the module against itself.
@@ -53,6 +54,18 @@ def test_the_transformer_alignment_adds_tokens_without_wordpiece():
     assert unaligned_tokens(doc).tolist() == [False, True, False, True]
     doc._.trf_data = SimpleNamespace(align=Ragged(numpy.zeros(2, "i"), numpy.asarray([1, 1], "i")))
     assert unaligned_tokens(doc).tolist() == [False, False, False, True]  # not this doc's: ignored
+
+
+def test_a_batch_of_docs_is_masked_doc_by_doc():
+    # One lookup over the batch's distinct tokens must still give each doc its own mask, and
+    # each doc's alignment (an empty doc and one without trf_data among them).
+    install_extensions()
+    zh = spacy.blank("zh")
+    docs = [zh.make_doc(text) for text in ("北京\r\n上海\u200b  ", "", "\u200b京", "上海")]
+    docs[3]._.trf_data = SimpleNamespace(align=Ragged(numpy.zeros(1, "i"), numpy.asarray([1, 0], "i")))
+    assert [mask.tolist() for mask in unaligned_tokens_of(docs)] == [
+        [False, False, True, False, False, True, True], [], [True, False], [False, True]]
+    assert unaligned_tokens_of([]) == []
 
 
 @pytest.fixture(scope="module")
