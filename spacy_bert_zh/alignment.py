@@ -7,7 +7,8 @@ character, on a loaded 2-core CPU); ``tests/test_alignment.py`` checks the two e
 Latin words cut into several wordpieces, emoji, [UNK] and overlapping windows. Unlike the
 original, it also takes an empty span (no tokens to align) instead of raising E1002.
 ``forward_with_offset_alignment`` is spacy-transformers' ``TransformerModel`` forward pass with
-it; its output, an ``OffsetAlignedBatch``, is split per doc without a ``Token`` per token either.
+it; its output, an ``OffsetAlignedBatch``, is split per doc without a ``Token`` per token either,
+and its ``WordpieceBatch`` is built from arrays (``wordpiece_batch``), the same strings and lengths.
 The rules it reproduces:
 
 * a token covers the characters from its start to one past its end (so the character after a
@@ -19,6 +20,7 @@ The rules it reproduces:
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, List, Tuple
 
 import numpy
@@ -26,10 +28,10 @@ import torch
 from spacy.tokens import Doc, Span
 from spacy_transformers.align import get_alignment
 from spacy_transformers.data_classes import FullTransformerBatch, TransformerData, WordpieceBatch
-from spacy_transformers.layers.transformer_model import huggingface_tokenize
 from spacy_transformers.truncate import truncate_oversize_splits
-from thinc.api import Model, torch2xp
+from thinc.api import Model, NumpyOps, torch2xp
 from thinc.types import Ragged
+from transformers import BatchEncoding, PreTrainedTokenizerFast
 from transformers.utils import ModelOutput
 
 
@@ -93,7 +95,7 @@ def forward_with_offset_alignment(model: Model, docs: List[Doc], is_train: bool)
     nested_spans = model.attrs["get_spans"](docs)
     flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
     batch_encoding = huggingface_tokenize(tokenizer, [span.text for span in flat_spans])
-    wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
+    wordpieces = wordpiece_batch(tokenizer, batch_encoding)
     if "offset_mapping" in batch_encoding:
         align = offset_alignment(flat_spans, batch_encoding["offset_mapping"])
     else:
@@ -108,6 +110,36 @@ def forward_with_offset_alignment(model: Model, docs: List[Doc], is_train: bool)
         return docs
 
     return output, backprop
+
+
+def huggingface_tokenize(tokenizer, texts: List[str]) -> BatchEncoding:
+    """spacy-transformers' ``huggingface_tokenize`` without its wordpiece strings (``wordpiece_batch``
+    makes them): the same tokenizer call."""
+    return tokenizer(texts, add_special_tokens=True, return_attention_mask=True,
+                     return_offsets_mapping=isinstance(tokenizer, PreTrainedTokenizerFast),
+                     return_tensors="np", return_token_type_ids=None, padding="longest")
+
+
+def wordpiece_batch(tokenizer, batch_encoding: BatchEncoding) -> WordpieceBatch:
+    """spacy-transformers' ``WordpieceBatch.from_batch_encoding`` of its ``huggingface_tokenize``
+    output: the same strings (``convert_ids_to_tokens`` of each row, looked up in one array of
+    the vocabulary's) and lengths (pieces that are not padding), without a Python call per
+    sequence and a comparison per piece."""
+    input_ids = batch_encoding["input_ids"]
+    token_type_ids = batch_encoding.get("token_type_ids")
+    ops = NumpyOps()
+    return WordpieceBatch(
+        strings=vocabulary_strings(tokenizer)[input_ids].tolist(),
+        input_ids=ops.asarray(input_ids, dtype=input_ids.dtype),
+        attention_mask=ops.asarray2f(batch_encoding["attention_mask"]),
+        lengths=(input_ids != tokenizer.pad_token_id).sum(axis=1).tolist(),
+        token_type_ids=None if token_type_ids is None else ops.asarray(token_type_ids, dtype=token_type_ids.dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def vocabulary_strings(tokenizer) -> numpy.ndarray:
+    """The string of every wordpiece id of ``tokenizer`` (added tokens included), as one array."""
+    return numpy.asarray(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))), dtype=object)
 
 
 class OffsetAlignedBatch(FullTransformerBatch):

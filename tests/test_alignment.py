@@ -96,6 +96,24 @@ def test_the_alignment_equals_spacy_transformers_on_any_text(tokenizer, texts, w
     assert aligned.dataXd.tolist() == expected.dataXd.tolist()
 
 
+def test_the_wordpiece_batch_equals_spacy_transformers(tokenizer):
+    # Texts of different lengths (padding), [UNK], emoji, added-token-like text and [PAD] written out.
+    from spacy_transformers.data_classes import WordpieceBatch
+
+    from spacy_bert_zh import alignment
+
+    texts = TEXTS + ["文本里写着 [PAD] 和 [CLS]"]
+    expected = WordpieceBatch.from_batch_encoding(huggingface_tokenize(tokenizer, texts))
+    ours = alignment.wordpiece_batch(tokenizer, alignment.huggingface_tokenize(tokenizer, texts))
+    assert ours.strings == expected.strings
+    assert ours.lengths == expected.lengths
+    for name in ("input_ids", "attention_mask", "token_type_ids"):
+        mine, theirs = getattr(ours, name), getattr(expected, name)
+        assert (mine is None) == (theirs is None)
+        if mine is not None:
+            assert mine.dtype == theirs.dtype and mine.tolist() == theirs.tolist()
+
+
 def test_the_split_per_doc_equals_spacy_transformers(untrained_pipeline):
     from spacy_transformers.data_classes import FullTransformerBatch
 
