@@ -94,7 +94,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=1500)
     parser.add_argument("--eval-frequency", type=int, default=500)
     parser.add_argument("--speed-texts", type=int, default=300, help="per corpus, for the speed runs")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved speed runs (best kept)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work-dir", default=str(ROOT / "benchmarks" / "work" / "distill"))
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "distill.json"))
