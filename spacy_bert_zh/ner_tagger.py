@@ -109,11 +109,11 @@ class NERTagger(Tagger):
         soft = [i for i, eg in enumerate(examples) if soft_targets(eg) is not None]
         d_scores, loss = list(scores), 0.0
         if hard:
-            truths = [trainable_tags(biluo_to_bio(examples[i].get_aligned_ner()),
-                                     unaligned_tokens(examples[i].predicted)) for i in hard]
+            hard_docs = [examples[i].predicted for i in hard]
+            truths = [trainable_tags(biluo_to_bio(examples[i].get_aligned_ner()), unaligned)
+                      for i, unaligned in zip(hard, unaligned_tokens_of(hard_docs))]
             if self.uses_crf:
-                d_hard, loss = self.crf_loss([scores[i] for i in hard], truths,
-                                             [examples[i].predicted for i in hard])
+                d_hard, loss = self.crf_loss([scores[i] for i in hard], truths, hard_docs)
             else:
                 d_hard, loss = loss_func([scores[i] for i in hard], truths)
             for i, d in zip(hard, d_hard):
@@ -152,7 +152,7 @@ class NERTagger(Tagger):
                     mask[t, tag_ids[tag]] = True
             gold_masks.append(mask)
         emissions, lengths = pad_scores([emission_scores(ops.to_numpy(scores[i])) for i in annotated])
-        allowed = pad_scores([outside_only(unaligned_tokens(docs[i]), self.labels) for i in annotated])[0]
+        allowed = pad_scores(self.allowed_tags([docs[i] for i in annotated]))[0]
         gold = pad_scores(gold_masks)[0] & allowed
         transitions, start, end = self.crf_scores()
         free = crf_marginals(emissions + mask_scores(allowed), lengths, transitions, start, end)
@@ -166,6 +166,11 @@ class NERTagger(Tagger):
         self.model.inc_grad("start", ops.asarray1f(d_unary[:, 0].sum(axis=0).astype("f")))
         self.model.inc_grad("end", ops.asarray1f(d_unary[rows, last].sum(axis=0).astype("f")))
         return d_scores, float((free.log_z - clamped.log_z).sum())
+
+    def allowed_tags(self, docs: List[Doc]) -> List[numpy.ndarray]:
+        """Per doc, the tags each token may take (``outside_only``): O alone where the encoder
+        sees nothing, found for the whole batch at once (``unaligned_tokens_of``)."""
+        return [outside_only(unaligned, self.labels) for unaligned in unaligned_tokens_of(docs)]
 
     def crf_scores(self) -> tuple:
         """The learned transition, start and end scores (float64 numpy) with the BIO constraints
@@ -182,7 +187,7 @@ class NERTagger(Tagger):
         paths = [numpy.zeros((0,), dtype="i") for _ in docs]
         marginals = [numpy.zeros((0, len(self.labels)), dtype="f") for _ in docs]
         nonempty, emissions, lengths = constrained_emissions(
-            probabilities, [outside_only(unaligned, self.labels) for unaligned in unaligned_tokens_of(docs)])
+            probabilities, self.allowed_tags(docs))
         transitions, start, end = self.crf_scores()
         best, _ = crf_viterbi(emissions, lengths, transitions, start, end)
         unary = crf_marginals(emissions, lengths, transitions, start, end).unary
@@ -218,8 +223,7 @@ class NERTagger(Tagger):
         probabilities = [self.model.ops.to_numpy(doc_scores) for doc_scores in self.model.predict(docs)]
         if self.uses_crf:
             return self.crf_decode(docs, probabilities)
-        allowed_tags = [outside_only(unaligned, self.labels) for unaligned in unaligned_tokens_of(docs)]
-        paths = best_tag_paths(probabilities, allowed_transitions(self.labels), allowed_tags)
+        paths = best_tag_paths(probabilities, allowed_transitions(self.labels), self.allowed_tags(docs))
         return TagGuesses(paths, probabilities)
 
     def set_annotations(self, docs: Iterable[Doc], guesses: TagGuesses) -> None:
