@@ -10,13 +10,15 @@ with ``--system both`` for as many steps as ours took; with ``--system hf`` (a s
 beside ``--system ours --patience 0``) for ``--max-steps``. Each system's best dev checkpoint is
 scored on test.
 
-Writes benchmarks/results/convergence_<task>_<system>.json after every evaluation (a run cut
-short keeps its curve) and benchmarks/results/convergence.png from all of them (`--results DIR`
-for trial runs that must not replace them):
+Writes benchmarks/results/convergence_<task>_<system>_seed<N>.json after every evaluation (a run
+cut short keeps its curve) and benchmarks/results/convergence.png from all of them (`--results DIR`
+for trial runs that must not replace them). With several seeds of a task, the plot and the
+summary compare the two systems' mean dev curves (each seed's own curve faint behind its mean):
 
     python benchmarks/convergence.py --task resume --max-steps 2400 --eval-every 150
     python benchmarks/convergence.py --task chnsenticorp --system ours --max-steps 800 --eval-every 100 --patience 0 --threads 1 &
     python benchmarks/convergence.py --task chnsenticorp --system hf --max-steps 800 --eval-every 100 --threads 1
+    python benchmarks/convergence.py --task chnsenticorp --system ours ... --seed 1 --threads 1 &
     python benchmarks/convergence.py --replot
 """
 from __future__ import annotations
@@ -75,14 +77,20 @@ def main() -> None:
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
     steps = planned_steps(args)
     if args.system in ("ours", "both"):
-        ours = {"task": args.task, "system": "ours", "args": vars(args), "curve": []}
+        ours = {"task": args.task, "system": "ours", "args": run_arguments(args), "curve": []}
         with tempfile.TemporaryDirectory() as work:
-            train_ours(task, encoder, args, Path(work), ours, result_path(args.results, args.task, "ours"))
+            train_ours(task, encoder, args, Path(work), ours, result_path(args.results, args.task, "ours", args.seed))
         steps = [point["step"] for point in ours["curve"]]  # where ours stopped, with patience
     if args.system in ("hf", "both"):
-        baseline = {"task": args.task, "system": "hf_baseline", "args": vars(args), "curve": []}
-        train_baseline(task, encoder, args, steps, baseline, result_path(args.results, args.task, "hf_baseline"))
+        baseline = {"task": args.task, "system": "hf_baseline", "args": run_arguments(args), "curve": []}
+        train_baseline(task, encoder, args, steps, baseline,
+                       result_path(args.results, args.task, "hf_baseline", args.seed))
     plot_curves(args.results)
+
+
+def run_arguments(args) -> dict:
+    """The command line as JSON values (paths as strings)."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
 
 
 def planned_steps(args) -> list:
@@ -90,8 +98,8 @@ def planned_steps(args) -> list:
     return [step + 1 for step in range(0, args.max_steps + 1, args.eval_every)]
 
 
-def result_path(results: Path, task: str, system: str) -> Path:
-    return results / f"convergence_{task}_{system}.json"
+def result_path(results: Path, task: str, system: str, seed: int) -> Path:
+    return results / f"convergence_{task}_{system}_seed{seed}.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -228,17 +236,33 @@ def save(result: dict, output: Path) -> None:
 # --- the plot ----------------------------------------------------------------------------------
 
 
+SYSTEMS = (("ours", "spacy-bert-zh", "o-", "C0"), ("hf_baseline", "HF fine-tune", "s--", "C1"))
+
+
 def load_runs(results: Path) -> dict:
-    """{task: {system: result}} for every result JSON in ``results``."""
-    runs = {name: {system: json.loads(result_path(results, name, system).read_text(encoding="utf-8"))
-                   for system in ("ours", "hf_baseline") if result_path(results, name, system).is_file()}
-            for name in TASKS}
-    return {name: systems for name, systems in runs.items() if systems}
+    """{task: {system: [result of each seed]}} for every result JSON in ``results``."""
+    runs = {}
+    for name in TASKS:
+        for system, *_ in SYSTEMS:
+            seeds = [json.loads(path.read_text(encoding="utf-8"))
+                     for path in sorted(results.glob(f"convergence_{name}_{system}_seed*.json"))]
+            if seeds:
+                runs.setdefault(name, {})[system] = seeds
+    return runs
+
+
+def mean_curve(seeds: list) -> list:
+    """(step, examples, mean dev) at each step every seed's curve reached."""
+    dev_by_step = [{p["step"]: p for p in seed.get("curve", [])} for seed in seeds]
+    common = sorted(set.intersection(*(set(curve) for curve in dev_by_step))) if dev_by_step else []
+    return [(step, dev_by_step[0][step]["examples"], sum(c[step]["dev"] for c in dev_by_step) / len(seeds))
+            for step in common]
 
 
 def plot_curves(results: Path) -> None:
     """``results``/convergence.png: one panel per task, dev score against examples seen, both
-    systems; then the summary table."""
+    systems (the mean over seeds, and each seed faintly when there are several); then the
+    summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,18 +270,23 @@ def plot_curves(results: Path) -> None:
 
     runs = load_runs(results)
     if not runs:
-        sys.exit(f"no convergence_*_*.json in {results}")
+        sys.exit(f"no convergence_*_*_seed*.json in {results}")
     figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
     for axis, (name, systems) in zip(axes[0], runs.items()):
-        task = TASKS[name]
-        for system, label, style in (("ours", "spacy-bert-zh", "o-"), ("hf_baseline", "HF fine-tune", "s--")):
-            curve = systems.get(system, {}).get("curve", [])
+        for system, label, style, colour in SYSTEMS:
+            seeds = systems.get(system, [])
+            if len(seeds) > 1:
+                for seed in seeds:
+                    axis.plot([p["examples"] for p in seed["curve"]], [100 * p["dev"] for p in seed["curve"]],
+                              "-", color=colour, alpha=0.25, linewidth=0.8)
+            curve = mean_curve(seeds)
             if curve:
-                axis.plot([p["examples"] for p in curve], [100 * p["dev"] for p in curve], style,
-                          markersize=3, label=f"{label} (dev)")
-        published, what = task.published
+                which = f"dev, mean of {len(seeds)} seeds" if len(seeds) > 1 else "dev"
+                axis.plot([p[1] for p in curve], [100 * p[2] for p in curve], style, color=colour,
+                          markersize=3, label=f"{label} ({which})")
+        published, what = TASKS[name].published
         axis.axhline(published, color="grey", linestyle=":", label=what)
-        axis.set(title=f"{task.title} (m3e-small, 4 layers)", xlabel="training examples seen",
+        axis.set(title=f"{TASKS[name].title} (m3e-small, 4 layers)", xlabel="training examples seen",
                  ylabel="dev score (%)")
         axis.legend(loc="lower right", fontsize=8)
         axis.grid(alpha=0.3)
@@ -269,25 +298,29 @@ def plot_curves(results: Path) -> None:
 
 
 def print_summary(runs: dict) -> None:
-    """A Markdown row per task: test scores of the best dev checkpoints, the published figure, and
-    ours minus HF at each step both were scored (the smallest difference and where)."""
-    print("| task | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
-    print("|---|---|---|---|---|---|")
+    """A Markdown row per task: mean test scores of the best dev checkpoints, the published
+    figure, and the smallest difference of the mean dev curves (ours - HF) and where, after the
+    first evaluation (one update: both still at chance)."""
+    print("| task | seeds | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
+    print("|---|---|---|---|---|---|---|")
     for name, systems in runs.items():
-        ours, hf = systems.get("ours", {}), systems.get("hf_baseline", {})
-        hf_dev = {p["step"]: p["dev"] for p in hf.get("curve", [])}
-        common = [(p["dev"] - hf_dev[p["step"]], p["step"]) for p in ours.get("curve", []) if p["step"] in hf_dev]
-        last = ours["curve"][-1] if ours.get("curve") else {"step": 0, "examples": 0}
+        ours, hf = mean_curve(systems.get("ours", [])), dict((s, d) for s, _, d in mean_curve(systems.get("hf_baseline", [])))
+        common = [(dev - hf[step], step) for step, _, dev in ours if step in hf and step > 1]
         low = min(common) if common else None
-        print(f"| {TASKS[name].title} | {last['step']:,} ({last['examples']:,}) | {score_pair(ours)} | "
-              f"{score_pair(hf)} | {TASKS[name].published[0]} | "
+        last = ours[-1] if ours else (0, 0, 0.0)
+        n_seeds = max(len(seeds) for seeds in systems.values())
+        print(f"| {TASKS[name].title} | {n_seeds} | {last[0]:,} ({last[1]:,}) | {score_pair(systems.get('ours', []))} | "
+              f"{score_pair(systems.get('hf_baseline', []))} | {TASKS[name].published[0]} | "
               + (f"{100 * low[0]:+.2f} ({low[1]:,}) |" if low else "- |"))
 
 
-def score_pair(result: dict) -> str:
-    if "test" not in result:
+def score_pair(seeds: list) -> str:
+    """Best dev / test, means over the seeds that finished."""
+    done = [seed for seed in seeds if "test" in seed]
+    if not done:
         return "(running)"
-    return f"{100 * result['best_dev']:.2f} / {100 * result['test']:.2f}"
+    return (f"{100 * sum(s['best_dev'] for s in done) / len(done):.2f} / "
+            f"{100 * sum(s['test'] for s in done) / len(done):.2f}")
 
 
 if __name__ == "__main__":

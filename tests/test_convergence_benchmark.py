@@ -1,0 +1,48 @@
+"""benchmarks/convergence.py's reading of several seeds: the mean curve, the summary and the plot
+(on result files the test writes, not on a training run)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.convergence import load_runs, mean_curve, plot_curves, result_path, run_arguments  # noqa: E402
+
+
+def write_run(results: Path, system: str, seed: int, devs: dict, test: float = None) -> None:
+    run = {"task": "chnsenticorp", "system": system,
+           "curve": [{"step": step, "examples": 8 * step, "dev": dev} for step, dev in devs.items()]}
+    if test is not None:
+        run.update(test=test, best_dev=max(devs.values()))
+    result_path(results, "chnsenticorp", system, seed).write_text(json.dumps(run), encoding="utf-8")
+
+
+def test_the_mean_curve_averages_the_steps_every_seed_reached(tmp_path):
+    write_run(tmp_path, "ours", 0, {1: 0.5, 101: 0.80, 201: 0.90})
+    write_run(tmp_path, "ours", 3, {1: 0.5, 101: 0.86})            # cut short after step 101
+    seeds = load_runs(tmp_path)["chnsenticorp"]["ours"]
+    assert len(seeds) == 2
+    assert [(step, examples) for step, examples, _ in mean_curve(seeds)] == [(1, 8), (101, 808)]
+    assert abs(mean_curve(seeds)[1][2] - 0.83) < 1e-9
+
+
+def test_the_summary_compares_mean_curves_after_the_first_point(tmp_path, capsys):
+    write_run(tmp_path, "ours", 0, {1: 0.40, 101: 0.80, 201: 0.90}, test=0.91)
+    write_run(tmp_path, "ours", 1, {1: 0.40, 101: 0.84, 201: 0.88}, test=0.89)
+    write_run(tmp_path, "hf_baseline", 0, {1: 0.60, 101: 0.80, 201: 0.87}, test=0.86)
+    write_run(tmp_path, "hf_baseline", 1, {1: 0.60, 101: 0.80, 201: 0.89}, test=0.88)
+    plot_curves(tmp_path)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ChnSentiCorp"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "2"                       # seeds
+    assert cells[3] == "89.00 / 90.00"           # ours: mean best dev (0.90, 0.88), mean test
+    assert cells[4] == "88.00 / 87.00"
+    assert cells[6] == "+1.00 (201)"             # 0.82 - 0.80 at 101, 0.89 - 0.88 at 201; step 1 (-0.20) left out
+    assert (tmp_path / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_command_line_is_written_as_json_with_paths_as_strings():
+    arguments = run_arguments(argparse.Namespace(results=Path("/tmp/trial"), seed=1, task="resume"))
+    assert json.loads(json.dumps(arguments)) == {"results": "/tmp/trial", "seed": 1, "task": "resume"}
