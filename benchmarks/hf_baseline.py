@@ -86,10 +86,10 @@ class SequenceClassifier:
         return {**self.encode(batch), "labels": torch.tensor([self.label_id[label] for label, _ in batch])}
 
     def score(self, rows: list) -> float:
-        """Accuracy over ``rows``."""
+        """Accuracy over ``rows`` (scored shortest first: batches padded less, the same predictions)."""
         self.model.eval()
         hits = 0
-        for batch in batches(rows, 32):
+        for batch in batches(sorted(rows, key=lambda row: len(row[1])), 32):
             with torch.inference_mode():
                 logits = self.model(**{k: v.to(self.device) for k, v in self.encode(batch).items()}).logits
             hits += sum(int(p) == self.label_id[label] for p, (label, _) in zip(logits.argmax(-1).cpu(), batch))
