@@ -43,6 +43,6 @@ def test_the_summary_compares_mean_curves_after_the_first_point(tmp_path, capsys
     assert (tmp_path / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_command_line_is_written_as_json_with_paths_as_strings():
-    arguments = run_arguments(argparse.Namespace(results=Path("/tmp/trial"), seed=1, task="resume"))
-    assert json.loads(json.dumps(arguments)) == {"results": "/tmp/trial", "seed": 1, "task": "resume"}
+def test_the_command_line_is_written_as_json_with_paths_as_strings(tmp_path):
+    arguments = run_arguments(argparse.Namespace(results=tmp_path / "trial", seed=1, task="resume"))
+    assert json.loads(json.dumps(arguments)) == {"results": str(tmp_path / "trial"), "seed": 1, "task": "resume"}
