@@ -304,7 +304,8 @@ def print_summary(runs: dict) -> None:
     print("| task | seeds | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
     print("|---|---|---|---|---|---|---|")
     for name, systems in runs.items():
-        ours, hf = mean_curve(systems.get("ours", [])), dict((s, d) for s, _, d in mean_curve(systems.get("hf_baseline", [])))
+        ours = mean_curve(systems.get("ours", []))
+        hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
         common = [(dev - hf[step], step) for step, _, dev in ours if step in hf and step > 1]
         low = min(common) if common else None
         last = ours[-1] if ours else (0, 0, 0.0)
