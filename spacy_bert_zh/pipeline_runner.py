@@ -121,8 +121,7 @@ def run_pipeline(nlp: Language, pieces: Iterable[Piece], batch_size: int,
     In one process the batches are bounded in pieces and in characters (so memory is too), and
     a failing batch is retried piece by piece; with ``n_process`` > 1 spaCy's multiprocessing
     ``nlp.pipe`` batches by count only, in *spawned* workers (forked ones deadlock in PyTorch),
-    and an error there stops the file. An int8 pipeline's batches run with one PyTorch thread
-    beside CTranslate2's (``quantize.one_torch_thread_beside_int8``).
+    and an error there stops the file.
     """
     if n_process > 1:
         with start_method("spawn"):
@@ -130,12 +129,8 @@ def run_pipeline(nlp: Language, pieces: Iterable[Piece], batch_size: int,
                                      n_process=n_process):
                 yield doc, key, None
         return
-    from .quantize import one_torch_thread_beside_int8
-
     for batch in budget_batches(pieces, batch_size, batch_size * BATCH_CHARS_PER_TEXT):
-        with one_torch_thread_beside_int8(nlp):
-            outcomes = run_batch(nlp, batch)
-        yield from outcomes
+        yield from run_batch(nlp, batch)
         release_free_heap()
 
 

@@ -52,17 +52,15 @@ the int8 model files travel in memory.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import numpy
 import torch
 from spacy.language import Language
 
-from .cpu_autocast import as_float32, has_bfloat16_instructions, pytorch_shims
+from .cpu_autocast import as_float32, has_bfloat16_instructions
 
 MODES = ("int8", "bf16")
 INSTALL_HINT = "pip install 'spacy-bert-zh[fast]'"
@@ -198,27 +196,6 @@ class Bfloat16Encoder(torch.nn.Module):
 
 
 REDUCED_ENCODERS = (Int8Encoder, Bfloat16Encoder)
-
-
-@contextlib.contextmanager
-def one_torch_thread_beside_int8(nlp: Language) -> Iterator[None]:
-    """While an int8 pipeline runs, keep PyTorch to one thread (the count is restored after).
-
-    CTranslate2 runs the encoder on its own OpenMP pool (its wheel bundles its own libgomp),
-    with the thread count of ``quantize_pipeline``; PyTorch's pool is left with the heads' small
-    operations, and two pools of threads on the same cores slow each other down. A 2-layer
-    student in int8, CTranslate2 on 2 threads of a 2-core AMD EPYC (Zen 4): 8% faster in
-    ``annotate_table`` with one PyTorch thread than with two (README, int8 on CPU).
-    """
-    if not any(isinstance(shim._model, Int8Encoder) for shim in pytorch_shims(nlp)):
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def refuse_training(encoder: torch.nn.Module) -> None:

@@ -152,29 +152,6 @@ def test_missing_ctranslate2_tells_what_to_install(pipelines, monkeypatch):
     assert isinstance(QuantizationUnavailable("x"), ImportError)
 
 
-def test_int8_heads_run_on_one_torch_thread_and_the_count_comes_back(pipelines, monkeypatch):
-    import pyarrow as pa
-    import torch
-
-    from spacy_bert_zh.annotation import annotate_table
-
-    seen = []
-    for nlp in pipelines:
-        textcat = nlp.get_pipe("textcat")
-        monkeypatch.setattr(textcat, "predict", lambda docs, _predict=textcat.predict:
-                            seen.append(torch.get_num_threads()) or _predict(docs))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        fp32, int8 = pipelines
-        annotate_table(fp32, pa.table({"text": TEXTS[:4]}))
-        assert seen == [2] and torch.get_num_threads() == 2
-        annotate_table(int8, pa.table({"text": TEXTS[:4]}))
-        assert seen == [2, 1] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(threads)
-
-
 def test_annotate_quantize_int8_keeps_the_output_schema(untrained_pipeline, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
