@@ -124,7 +124,7 @@ def run_pipeline(nlp: Language, pieces: Iterable[Piece], batch_size: int,
     and an error there stops the file.
     """
     if n_process > 1:
-        with start_method("spawn"):
+        with start_method("spawn"), worker_threads(n_process):
             for doc, key in nlp.pipe(pieces, as_tuples=True, batch_size=batch_size,
                                      n_process=n_process):
                 yield doc, key, None
@@ -171,6 +171,29 @@ def glibc() -> Optional[ctypes.CDLL]:
     except OSError:
         return None
     return libc if hasattr(libc, "malloc_trim") else None
+
+
+@contextmanager
+def worker_threads(n_process: int) -> Iterator[None]:
+    """Spawned workers share this process's torch threads: each gets ``threads // n_process``.
+
+    A spawned worker starts a fresh torch, which takes a thread per core; ``n_process`` of them
+    would run ``n_process`` times more threads than cores. torch reads ``OMP_NUM_THREADS`` when
+    it starts, so it is set for the workers started inside the block, and restored after.
+    """
+    import os
+
+    import torch
+
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(max(1, torch.get_num_threads() // n_process))
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 @contextmanager

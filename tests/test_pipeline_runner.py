@@ -1,6 +1,8 @@
 """A row that makes the pipeline raise (pipeline_runner.run_batch) costs that row, not the file."""
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -8,6 +10,7 @@ from spacy.language import Language
 
 import spacy_bert_zh.pipeline_runner
 from spacy_bert_zh.annotation import annotate_files, annotate_table, load_pipeline
+from spacy_bert_zh.pipeline_runner import worker_threads
 
 from test_annotation import run_cli, write_parquet
 
@@ -76,3 +79,17 @@ def test_annotate_files_counts_failed_rows_and_the_cli_exits_3(
     assert result.exit_code == 3, result.output
     assert "2 row(s) made the pipeline fail" in result.output
     assert pq.read_table(tmp_path / "cli.parquet").num_rows == len(texts)
+
+
+@pytest.mark.parametrize("n_process", [2, 64])
+def test_spawned_workers_share_the_threads(n_process):
+    """Workers started inside ``worker_threads`` run threads // n_process torch threads (at least 1)."""
+    import multiprocessing
+
+    import torch
+
+    before = os.environ.get("OMP_NUM_THREADS")
+    expected = max(1, torch.get_num_threads() // n_process)
+    with worker_threads(n_process), multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(torch.get_num_threads) == expected
+    assert os.environ.get("OMP_NUM_THREADS") == before
