@@ -23,6 +23,7 @@ from spacy.util import registry
 from thinc.api import Model, Optimizer
 
 from .crf import CRF_PARAMS
+from .pooled_textcat import POOLER_PARAMS, seed_pooler
 
 TEXTCAT_FACTORY = "textcat_partial"
 TEXTCAT_SCORER = "spacy_bert_zh.textcat_scorer.v1"
@@ -43,6 +44,11 @@ class PartialTextCategorizer(TextCategorizer):
                            or abs(sum(scores) - 1.0) > 1e-3):
                 raise ValueError(f"exclusive categories must be one-hot or probabilities that sum "
                                  f"to 1; got {example.reference.cats} for {example.reference.text[:40]!r}")
+
+    def initialize(self, get_examples, *, nlp: Optional[Language] = None, **kwargs) -> None:
+        """spaCy's initialisation; then a ``TextCatPooler`` head gets its encoder's pooler."""
+        super().initialize(get_examples, nlp=nlp, **kwargs)
+        seed_pooler(self.model, nlp)
 
     def _examples_to_truth(self, examples: Iterable[Example]):
         examples = list(examples)
@@ -95,7 +101,7 @@ def make_annotated_cats_scorer() -> Callable:
 
 
 class HeadScaledOptimizer(Optimizer):
-    """Adam whose learning rate is multiplied by ``head_scale`` outside the PyTorch encoder, and
+    """Adam whose learning rate is multiplied by ``head_scale`` outside the pretrained encoder, and
     by ``head_scale * crf_scale`` for the CRF scores of ``ner_tagger`` (``crf = true``).
 
     PyTorch parameters reach the optimizer under their dotted module path
@@ -108,16 +114,17 @@ class HeadScaledOptimizer(Optimizer):
         self.crf_scale = crf_scale
 
     def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
-        if not is_torch_parameter(key):
+        if not is_pretrained_parameter(key):
             lr_scale *= self.head_scale
         if key[1] in CRF_PARAMS:
             lr_scale *= self.crf_scale
         return super().__call__(key, weights, gradient, lr_scale=lr_scale)
 
 
-def is_torch_parameter(key) -> bool:
-    """Whether an optimizer key ``(node id, name)`` names a parameter of a PyTorch module."""
-    return "." in str(key[1])
+def is_pretrained_parameter(key) -> bool:
+    """Whether an optimizer key ``(node id, name)`` names a parameter of a PyTorch module, or of
+    the encoder's pooler that ``spacy_bert_zh.TextCatPooler.v1`` copies into its head."""
+    return "." in str(key[1]) or key[1] in POOLER_PARAMS
 
 
 @registry.optimizers(OPTIMIZER)
