@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import spacy
 import torch
@@ -38,8 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
-from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune  # noqa: E402
-from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
+from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
+from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 
@@ -118,6 +119,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--encoder", default=None, help="HF name or folder (default: m3e-small)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "cpu.cfg"), help="ours: the config to train")
+    parser.add_argument("--order", choices=("paired", "spacy"), default="paired",
+                        help="ours: the baseline's sequence of training examples (paired), or spaCy's "
+                             "own shuffling (the runs before session 27)")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
@@ -158,7 +162,8 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
             convert_ner(source, work / split / "docs.spacy", show_progress=False)
         else:
             convert_cls(source, work / split / "docs.spacy", show_progress=False)
-    config_path = write_one_task_config(task, args, work / "config.cfg")
+    labels = write_in_baseline_order(task, work / "train" / "docs.spacy", args) if args.order == "paired" else None
+    config_path = write_one_task_config(task, args, work / "config.cfg", labels)
     start = time.perf_counter()
     curve = result["curve"]
 
@@ -176,12 +181,36 @@ def train_ours(task: Task, encoder: str, args, work: Path, result: dict, output:
     print(f"ours: best dev {100 * result['best_dev']:.2f}, test {100 * result['test']:.2f}", flush=True)
 
 
-def write_one_task_config(task: Task, args, path: Path) -> Path:
-    """``--config`` with one task's component, the run's schedule and the curve logger."""
-    config = one_task_config("ner" if task.kind == "ner" else "textcat", {task.metric: 1.0}, Path(args.config))
+def write_in_baseline_order(task: Task, docbin: Path, args) -> list:
+    """Rewrite the training DocBin as the sequence of examples the HF baseline trains on
+    (``training_order``), for ``--order paired``: spaCy then streams it (``max_epochs = -1``,
+    no shuffling) and both systems see the same batches in the same order. Returns the labels."""
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("zh")
+    docs = list(DocBin().from_disk(docbin).get_docs(nlp.vocab))
+    rows = read_split(task, "train")
+    texts = [text for _, text in rows] if task.kind == "cls" else ["".join(chars) for chars, _ in rows]
+    if [doc.text for doc in docs] != texts:
+        sys.exit(f"{docbin}: the converted training docs differ from the baseline's examples")
+    order = training_order(len(docs), (args.max_steps + 1) * args.batch_size, args.seed)  # steps 0 to max
+    attrs = CLS_ATTRS if task.kind == "cls" else NER_ATTRS
+    DocBin(attrs=list(attrs), docs=[docs[i] for i in order]).to_disk(docbin)
+    # a streamed corpus initializes on its first 100 examples only: give the labels of all of them
+    return sorted({label for doc in docs for label in (doc.cats if task.kind == "cls"
+                                                        else [ent.label_ for ent in doc.ents])})
+
+
+def write_one_task_config(task: Task, args, path: Path, labels: Optional[list] = None) -> Path:
+    """``--config`` with one task's component (and its ``labels`` if given), the run's schedule
+    and the curve logger."""
+    component = "ner" if task.kind == "ner" else "textcat"
+    config = one_task_config(component, {task.metric: 1.0}, Path(args.config))
+    if labels is not None:
+        config["initialize"].setdefault("components", {})[component] = {"labels": labels}
     training = config["training"]
-    training.update(max_steps=args.max_steps, eval_frequency=args.eval_every,
-                    patience=args.patience * args.eval_every, max_epochs=0)  # patience 0: never stop early
+    training.update(max_steps=args.max_steps, eval_frequency=args.eval_every,  # patience 0: never stop early
+                    patience=args.patience * args.eval_every, max_epochs=-1 if args.order == "paired" else 0)
     training["optimizer"]["learn_rate"].update(initial_rate=args.learn_rate)
     training["batcher"]["size"] = args.batch_size
     training["logger"] = {"@loggers": CURVE_LOGGER, "progress_bar": False}

@@ -110,13 +110,10 @@ def fine_tune(system, examples: list, steps: int, *, seed: int, batch_size: int,
     model = system.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=learn_rate, weight_decay=0.01)
     schedule = get_linear_schedule_with_warmup(optimizer, min(20, total_steps // 10), total_steps)
-    rng = random.Random(seed)
-    order: list = []
+    order = training_order(len(examples), steps * batch_size, seed)
     model.train()
     for step in range(1, steps + 1):
-        if len(order) < batch_size:
-            order += rng.sample(examples, len(examples))
-        batch, order = order[:batch_size], order[batch_size:]
+        batch = [examples[i] for i in order[(step - 1) * batch_size:step * batch_size]]
         inputs = {k: v.to(system.device) for k, v in system.training_inputs(batch).items()}
         model(**inputs).loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -125,6 +122,16 @@ def fine_tune(system, examples: list, steps: int, *, seed: int, batch_size: int,
         optimizer.zero_grad()
         if on_evaluate and step in evaluate_at:
             on_evaluate(step)
+
+
+def training_order(n_examples: int, n_needed: int, seed: int) -> list:
+    """The indices ``fine_tune`` trains on, in order: shuffled epochs back to back, at least
+    ``n_needed`` of them (convergence.py feeds ours the same sequence)."""
+    rng = random.Random(seed)
+    order: list = []
+    while len(order) < n_needed:
+        order += rng.sample(range(n_examples), n_examples)
+    return order
 
 
 def batches(items: list, size: int):

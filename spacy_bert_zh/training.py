@@ -45,9 +45,11 @@ class PartialTextCategorizer(TextCategorizer):
                 raise ValueError(f"exclusive categories must be one-hot or probabilities that sum "
                                  f"to 1; got {example.reference.cats} for {example.reference.text[:40]!r}")
 
-    def initialize(self, get_examples, *, nlp: Optional[Language] = None, **kwargs) -> None:
-        """spaCy's initialisation; then a ``TextCatPooler`` head gets its encoder's pooler."""
-        super().initialize(get_examples, nlp=nlp, **kwargs)
+    def initialize(self, get_examples, *, nlp: Optional[Language] = None, labels: Optional[Iterable[str]] = None,
+                   positive_label: Optional[str] = None) -> None:
+        """spaCy's initialisation (the same settings: spaCy checks ``[initialize.components]``
+        against this signature); then a ``TextCatPooler`` head gets its encoder's pooler."""
+        super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         seed_pooler(self.model, nlp)
 
     def _examples_to_truth(self, examples: Iterable[Example]):

@@ -154,3 +154,13 @@ def test_textcat_partial_takes_class_probabilities_as_targets(encoder_path):
     textcat._validate_categories([example({"a": 0.7, "b": 0.3}), example({"a": 1.0, "b": 0.0})])
     with pytest.raises(ValueError, match="probabilities that sum to 1"):
         textcat._validate_categories([example({"a": 0.5, "b": 0.6})])
+
+
+def test_textcat_partial_takes_labels_from_the_initialize_block():
+    """``[initialize.components.textcat] labels`` (what ``spacy init labels`` gives) passes
+    spaCy's check of the settings against ``initialize`` and sets the labels."""
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("textcat_partial", name="textcat")
+    nlp.config["initialize"]["components"]["textcat"] = {"labels": ["负面", "正面", "中性"]}
+    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc("很好"), {"cats": {"正面": 1.0, "负面": 0.0, "中性": 0.0}})])
+    assert nlp.get_pipe("textcat").labels == ("负面", "正面", "中性")
