@@ -5,7 +5,9 @@ or ChnSentiCorp (9,600 reviews). Ours is configs/cpu.cfg with only that task's c
 (transformer + ner, or transformer + textcat), scored on dev every ``--eval-every`` steps, and
 stopped when the dev score has not risen for ``--patience`` evaluations (or at ``--max-steps``).
 The HF baseline (benchmarks/hf_baseline.py) trains with the same batch size and learning-rate
-schedule (warm-up, linear decay to ``--max-steps``) and is scored on dev after the same steps:
+schedule (warm-up, linear decay to ``--max-steps``), on the same sequence of training examples
+(``--order paired``, the default: ours streams the baseline's shuffled order instead of spaCy's
+own shuffling), and is scored on dev after the same steps:
 with ``--system both`` for as many steps as ours took; with ``--system hf`` (a second process
 beside ``--system ours --patience 0``) for ``--max-steps``. Each system's best dev checkpoint is
 scored on test.
