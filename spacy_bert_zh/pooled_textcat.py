@@ -113,7 +113,7 @@ def seed_pooler(model: Model, nlp: Optional[Language]) -> bool:
     Returns whether a pooler was copied: False when ``model`` has no pooler layer, or the encoder
     has no pretrained pooler (its layer then keeps its random start).
     """
-    layer = next((node for node in model.walk() if node.name == POOLER_LAYER), None)
+    layer = pooler_layer(model)
     if layer is None or nlp is None:
         return False
     dense = pretrained_pooler_dense(nlp.get_pipe(layer.attrs["upstream"]))
@@ -128,6 +128,11 @@ def seed_pooler(model: Model, nlp: Optional[Language]) -> bool:
     return True
 
 
+def pooler_layer(model: Model) -> Optional[Model]:
+    """The ``encoder_pooler`` layer inside ``model``, or None."""
+    return next((node for node in model.walk() if node.name == POOLER_LAYER), None)
+
+
 def pretrained_pooler_dense(transformer_pipe):
     """The ``pooler.dense`` torch module of a transformer pipe's HF model, or None."""
     for node in transformer_pipe.model.walk():
@@ -136,4 +141,3 @@ def pretrained_pooler_dense(transformer_pipe):
             if pooler is not None and hasattr(pooler, "dense"):
                 return pooler.dense
     return None
-

@@ -10,8 +10,7 @@ from spacy.training import Example
 from thinc.api import Adam, NumpyOps, Ragged
 from transformers.file_utils import ModelOutput
 
-from spacy_bert_zh.pooled_textcat import (ARCHITECTURE, POOLER_LAYER, encoder_pooler,
-                                          first_piece_vectors)
+from spacy_bert_zh.pooled_textcat import ARCHITECTURE, encoder_pooler, first_piece_vectors, pooler_layer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = {"这家酒店很好，服务周到": "正面", "房间太脏了，再也不来": "负面", "价格一般，位置还行": "正面"}
@@ -56,7 +55,7 @@ def test_the_head_starts_from_the_encoders_pooler_and_gives_its_output(nlp, enco
     from transformers import AutoTokenizer
 
     hf = hf_encoder(nlp)
-    pooler = next(node for node in nlp.get_pipe("textcat").model.walk() if node.name == POOLER_LAYER)
+    pooler = pooler_layer(nlp.get_pipe("textcat").model)
     numpy.testing.assert_array_equal(pooler.get_param("pooler_W"), hf.pooler.dense.weight.detach().numpy())
 
     texts = list(TEXTS)
@@ -75,7 +74,7 @@ def test_the_head_starts_from_the_encoders_pooler_and_gives_its_output(nlp, enco
 def test_training_moves_encoder_and_pooler_and_lowers_the_loss(nlp):
     optimizer = Adam(0.001)
     egs = examples(nlp)
-    pooler = next(node for node in nlp.get_pipe("textcat").model.walk() if node.name == POOLER_LAYER)
+    pooler = pooler_layer(nlp.get_pipe("textcat").model)
     pooler_before = pooler.get_param("pooler_W").copy()
     query_before = hf_encoder(nlp).encoder.layer[0].attention.self.query.weight.detach().clone()
     losses = [nlp.update(egs, sgd=optimizer, drop=0.0, losses={})["textcat"] for _ in range(8)]
