@@ -10,7 +10,8 @@ schedule (warm-up, linear decay to ``--max-steps``), on the same sequence of tra
 own shuffling), and is scored on dev after the same steps:
 with ``--system both`` for as many steps as ours took; with ``--system hf`` (a second process
 beside ``--system ours --patience 0``) for ``--max-steps``. Each system's best dev checkpoint is
-scored on test.
+scored on test. Both run in float32 unless ``--cpu-bf16 on`` puts both encoders under bfloat16
+autocast (cpu.cfg's default "auto" would switch ours alone, on CPUs with bfloat16 instructions).
 
 Writes benchmarks/results/convergence_<task>_<system>_seed<N>.json after every evaluation (a run
 cut short keeps its curve) and benchmarks/results/convergence.png from all of them (`--results DIR`
@@ -43,11 +44,13 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
 from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
+from spacy_bert_zh.cpu_autocast import Bfloat16Autocast  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_LOGGER = "benchmarks.curve_logger.v1"
+CPU_BF16_CALLBACK = "spacy_bert_zh.cpu_bf16_autocast.v1"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--order", choices=("paired", "spacy"), default="paired",
                         help="ours: the baseline's sequence of training examples (paired), or spaCy's "
                              "own shuffling (the runs before session 27)")
+    parser.add_argument("--cpu-bf16", choices=("off", "on"), default="off",
+                        help="both systems: float32 (off), or the encoder under bfloat16 autocast "
+                             "(on, cpu.cfg's [initialize.after_init]); cpu.cfg's own 'auto' would switch "
+                             "only ours, and only on CPUs with bfloat16 instructions")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
@@ -217,8 +224,18 @@ def write_one_task_config(task: Task, args, path: Path, labels: Optional[list] =
     training["batcher"]["size"] = args.batch_size
     training["logger"] = {"@loggers": CURVE_LOGGER, "progress_bar": False}
     config["system"]["seed"] = args.seed
+    set_cpu_bf16(config, args.cpu_bf16)
     config.to_disk(path)
     return path
+
+
+def set_cpu_bf16(config, enabled: str) -> None:
+    """Pin the config's CPU bfloat16 callback to ``enabled`` (its "auto" would depend on the CPU)."""
+    callback = config["initialize"].get("after_init") or {}
+    if callback.get("@callbacks") == CPU_BF16_CALLBACK:
+        callback["enabled"] = enabled
+    elif enabled == "on":
+        sys.exit(f"--cpu-bf16 on: the config's [initialize.after_init] is not {CPU_BF16_CALLBACK}")
 
 
 # --- the HF baseline, the same steps -----------------------------------------------------------
@@ -233,6 +250,8 @@ def train_baseline(task: Task, encoder: str, args, steps: list, result: dict, ou
         system = TokenTagger(encoder, tags, "bmes" if task.suffix == "bmes" else "bio", args.seed, device)
     else:
         system = SequenceClassifier(encoder, {label for label, _ in data["train"]}, args.seed, device)
+    if args.cpu_bf16 == "on":
+        system.model.forward = Bfloat16Autocast(system.model)   # as cpu.cfg does to ours
     curve, best = result["curve"], {}
     start = time.perf_counter()
 

@@ -17,9 +17,11 @@ TEXTS = {"这家酒店很好，服务周到": "正面", "房间太脏了，再�
 
 
 def pooler_pipeline(encoder: Path) -> spacy.Language:
-    """configs/cpu.cfg with transformer + textcat, the textcat on TextCatPooler.v1, initialised."""
+    """configs/cpu.cfg with transformer + textcat, the textcat on TextCatPooler.v1, initialised,
+    in float32 (the HF model it is compared with is; "auto" would pick bfloat16 on some CPUs)."""
     config = spacy.util.load_config(ROOT / "configs" / "cpu.cfg", interpolate=True,
-                                    overrides={"paths.encoder": str(encoder)})
+                                    overrides={"paths.encoder": str(encoder),
+                                               "initialize.after_init.enabled": "off"})
     config["nlp"]["pipeline"] = ["transformer", "textcat"]
     del config["components"]["ner"]
     config["components"]["textcat"]["model"] = {"@architectures": ARCHITECTURE, "upstream": "transformer",
