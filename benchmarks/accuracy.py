@@ -118,6 +118,8 @@ def train_spacy(data: dict, encoder: str, seed: int, args) -> dict:
         config = Path(args.config) if args.config.endswith(".cfg") else ROOT / "configs" / f"{args.config}.cfg"
         if "batch_by_sequence" in config.read_text():
             overrides["training.batcher.size"] = args.batch_size
+        if "cpu_bf16_autocast" in config.read_text():   # float32, as the HF baseline, on any CPU
+            overrides["initialize.after_init.enabled"] = "off"
         train(config, tmp / "out", use_gpu=args.gpu_id, overrides=overrides)
         scores = evaluate_pipeline(tmp / "out" / "model-last", [tmp / "test"])
         if args.save:

@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.convergence import load_runs, mean_curve, plot_curves, result_path, run_arguments  # noqa: E402
+import pytest  # noqa: E402
+from spacy.util import load_config_from_str  # noqa: E402
+
+from benchmarks.convergence import (load_runs, mean_curve, plot_curves, result_path, run_arguments,  # noqa: E402
+                                    set_cpu_bf16)
+from benchmarks.data import one_task_config  # noqa: E402
 
 
 def write_run(results: Path, system: str, seed: int, devs: dict, test: float = None) -> None:
@@ -46,3 +51,20 @@ def test_the_summary_compares_mean_curves_after_the_first_point(tmp_path, capsys
 def test_the_command_line_is_written_as_json_with_paths_as_strings(tmp_path):
     arguments = run_arguments(argparse.Namespace(results=tmp_path / "trial", seed=1, task="resume"))
     assert json.loads(json.dumps(arguments)) == {"results": str(tmp_path / "trial"), "seed": 1, "task": "resume"}
+
+
+@pytest.mark.parametrize("enabled", ["off", "on"])
+def test_both_systems_precision_is_pinned_whatever_the_cpu(enabled):
+    """cpu.cfg's "auto" would put ours alone in bfloat16 on some CPUs: the run names it instead."""
+    config = one_task_config("textcat", {"cats_accuracy": 1.0})
+    assert config["initialize"]["after_init"]["enabled"] == "auto"
+    set_cpu_bf16(config, enabled)
+    assert load_config_from_str(config.to_str())["initialize"]["after_init"]["enabled"] == enabled
+
+
+def test_bfloat16_asked_of_a_config_without_the_callback_stops_the_run():
+    config = one_task_config("textcat", {"cats_accuracy": 1.0})
+    config["initialize"]["after_init"] = None
+    set_cpu_bf16(config, "off")                     # nothing to switch off
+    with pytest.raises(SystemExit, match="after_init"):
+        set_cpu_bf16(config, "on")
