@@ -1,5 +1,5 @@
 """benchmarks/convergence.py's reading of several seeds: the mean curve, the summary and the plot
-(on result files the test writes, not on a training run)."""
+(on result files the test writes, not on a training run); the precision it pins."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import pytest  # noqa: E402
-from spacy.util import load_config_from_str  # noqa: E402
+import pytest
+from spacy.util import load_config_from_str
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.convergence import (load_runs, mean_curve, plot_curves, result_path, run_arguments,  # noqa: E402
                                     set_cpu_bf16)
 from benchmarks.data import one_task_config  # noqa: E402
