@@ -310,9 +310,9 @@ def mean_curve(seeds: list) -> list:
 
 
 def plot_curves(results: Path) -> None:
-    """``results``/convergence.png: one panel per task, dev score against examples seen, both
-    systems (the mean over seeds, and each seed faintly when there are several); then the
-    summary table."""
+    """``results``/convergence.png: one column per task; on top, dev score against examples seen,
+    both systems (the mean over seeds, and each seed faintly when there are several); below, the
+    difference of the mean curves (ours - HF). Then the summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,30 +321,52 @@ def plot_curves(results: Path) -> None:
     runs = load_runs(results)
     if not runs:
         sys.exit(f"no convergence_*_*_seed*.json in {results}")
-    figure, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
-    for axis, (name, systems) in zip(axes[0], runs.items()):
-        for system, label, style, colour in SYSTEMS:
-            seeds = systems.get(system, [])
-            if len(seeds) > 1:
-                for seed in seeds:
-                    axis.plot([p["examples"] for p in seed["curve"]], [100 * p["dev"] for p in seed["curve"]],
-                              "-", color=colour, alpha=0.25, linewidth=0.8)
-            curve = mean_curve(seeds)
-            if curve:
-                which = f"dev, mean of {len(seeds)} seeds" if len(seeds) > 1 else "dev"
-                axis.plot([p[1] for p in curve], [100 * p[2] for p in curve], style, color=colour,
-                          markersize=3, label=f"{label} ({which})")
-        published, what = TASKS[name].published
-        axis.axhline(published, color="grey", linestyle=":", label=what)
-        axis.set(title=f"{TASKS[name].title} (m3e-small, 4 layers)", xlabel="training examples seen",
-                 ylabel="dev score (%)")
-        axis.legend(loc="lower right", fontsize=8)
-        axis.grid(alpha=0.3)
+    figure, axes = plt.subplots(2, len(runs), figsize=(5.5 * len(runs), 5.5), squeeze=False, sharex="col",
+                                gridspec_kw={"height_ratios": (3, 1)})
+    for column, (name, systems) in enumerate(runs.items()):
+        plot_task(axes[0][column], name, systems)
+        plot_difference(axes[1][column], systems)
     figure.tight_layout()
     png = results / "convergence.png"
     figure.savefig(png, dpi=120)
     print(f"wrote {png}")
     print_summary(runs)
+
+
+def plot_task(axis, name: str, systems: dict) -> None:
+    for system, label, style, colour in SYSTEMS:
+        seeds = systems.get(system, [])
+        if len(seeds) > 1:
+            for seed in seeds:
+                axis.plot([p["examples"] for p in seed["curve"]], [100 * p["dev"] for p in seed["curve"]],
+                          "-", color=colour, alpha=0.25, linewidth=0.8)
+        curve = mean_curve(seeds)
+        if curve:
+            which = f"dev, mean of {len(seeds)} seeds" if len(seeds) > 1 else "dev"
+            axis.plot([p[1] for p in curve], [100 * p[2] for p in curve], style, color=colour,
+                      markersize=3, label=f"{label} ({which})")
+    published, what = TASKS[name].published
+    axis.axhline(published, color="grey", linestyle=":", label=what)
+    later = [100 * dev for seeds in systems.values() for step, _, dev in mean_curve(seeds) if step > 1]
+    if later:   # the first point (one update, chance level) below the frame
+        axis.set_ylim(min(later) - 3, max(max(later), published) + 1)
+    axis.set(title=f"{TASKS[name].title} (m3e-small, 4 layers)", ylabel="dev score (%)")
+    axis.legend(loc="lower right", fontsize=8)
+    axis.grid(alpha=0.3)
+
+
+def plot_difference(axis, systems: dict) -> None:
+    """ours - HF of the mean dev curves, in points, at the steps both reached (after the first)."""
+    hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
+    points = [(examples, 100 * (dev - hf[step])) for step, examples, dev in mean_curve(systems.get("ours", []))
+              if step in hf and step > 1]
+    if points:
+        axis.bar([x for x, _ in points], [d for _, d in points], width=0.6 * min(
+            (b[0] - a[0] for a, b in zip(points, points[1:])), default=points[0][0]),
+            color=["C0" if d >= 0 else "C3" for _, d in points])
+    axis.axhline(0, color="black", linewidth=0.8)
+    axis.set(xlabel="training examples seen", ylabel="ours - HF (points)")
+    axis.grid(alpha=0.3)
 
 
 def print_summary(runs: dict) -> None:
