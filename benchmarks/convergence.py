@@ -334,6 +334,7 @@ def plot_curves(results: Path) -> None:
 
 
 def plot_task(axis, name: str, systems: dict) -> None:
+    """Each system's mean dev curve (its seeds faint behind it) and the published figure."""
     for system, label, style, colour in SYSTEMS:
         seeds = systems.get(system, [])
         if len(seeds) > 1:
@@ -361,9 +362,9 @@ def plot_difference(axis, systems: dict) -> None:
     points = [(examples, 100 * (dev - hf[step])) for step, examples, dev in mean_curve(systems.get("ours", []))
               if step in hf and step > 1]
     if points:
-        axis.bar([x for x, _ in points], [d for _, d in points], width=0.6 * min(
-            (b[0] - a[0] for a, b in zip(points, points[1:])), default=points[0][0]),
-            color=["C0" if d >= 0 else "C3" for _, d in points])
+        spacing = points[1][0] - points[0][0] if len(points) > 1 else points[0][0]
+        axis.bar([x for x, _ in points], [d for _, d in points], width=0.6 * spacing,
+                 color=["C0" if d >= 0 else "C3" for _, d in points])   # red where ours is behind
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set(xlabel="training examples seen", ylabel="ours - HF (points)")
     axis.grid(alpha=0.3)
