@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -357,17 +358,36 @@ def plot_task(axis, name: str, systems: dict) -> None:
 
 
 def plot_difference(axis, systems: dict) -> None:
-    """ours - HF of the mean dev curves, in points, at the steps both reached (after the first)."""
+    """ours - HF of the mean dev curves, in points, at the steps both reached (after the first);
+    with several seeds run by both, an error bar of one standard error of the paired differences."""
     hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
-    points = [(examples, 100 * (dev - hf[step])) for step, examples, dev in mean_curve(systems.get("ours", []))
+    points = [(step, examples, 100 * (dev - hf[step])) for step, examples, dev in mean_curve(systems.get("ours", []))
               if step in hf and step > 1]
     if points:
-        spacing = points[1][0] - points[0][0] if len(points) > 1 else points[0][0]
-        axis.bar([x for x, _ in points], [d for _, d in points], width=0.6 * spacing,
-                 color=["C0" if d >= 0 else "C3" for _, d in points])   # red where ours is behind
+        spacing = points[1][1] - points[0][1] if len(points) > 1 else points[0][1]
+        errors = paired_standard_errors(systems, [step for step, _, _ in points])
+        axis.bar([x for _, x, _ in points], [d for _, _, d in points], width=0.6 * spacing, yerr=errors,
+                 capsize=2, color=["C0" if d >= 0 else "C3" for _, _, d in points])   # red: ours behind
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set(xlabel="training examples seen", ylabel="ours - HF (points)")
     axis.grid(alpha=0.3)
+
+
+def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
+    """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
+    None with fewer than two such seeds."""
+    by_seed = {system: {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]}
+                        for run in systems.get(system, []) if "seed" in run.get("args", {})}
+               for system in ("ours", "hf_baseline")}
+    seeds = sorted(set(by_seed["ours"]) & set(by_seed["hf_baseline"]))
+    if len(seeds) < 2:
+        return None
+    errors = []
+    for step in steps:
+        differences = [100 * (by_seed["ours"][seed][step] - by_seed["hf_baseline"][seed][step])
+                       for seed in seeds if step in by_seed["ours"][seed] and step in by_seed["hf_baseline"][seed]]
+        errors.append(statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else 0.0)
+    return errors
 
 
 def print_summary(runs: dict) -> None:

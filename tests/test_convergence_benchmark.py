@@ -11,8 +11,8 @@ import pytest
 from spacy.util import load_config_from_str
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.convergence import (load_runs, mean_curve, plot_curves, result_path, run_arguments,  # noqa: E402
-                                    set_cpu_bf16)
+from benchmarks.convergence import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
+                                    result_path, run_arguments, set_cpu_bf16)
 from benchmarks.data import one_task_config  # noqa: E402
 
 
@@ -68,3 +68,14 @@ def test_bfloat16_asked_of_a_config_without_the_callback_stops_the_run():
     set_cpu_bf16(config, "off")                     # nothing to switch off
     with pytest.raises(SystemExit, match="after_init"):
         set_cpu_bf16(config, "on")
+
+
+def test_the_error_bars_pair_the_systems_seed_by_seed():
+    def run(seed, devs):
+        return {"args": {"seed": seed}, "curve": [{"step": step, "dev": dev} for step, dev in devs.items()]}
+    systems = {"ours": [run(0, {101: 0.90, 201: 0.92}), run(1, {101: 0.88, 201: 0.93}), run(5, {101: 0.5})],
+               "hf_baseline": [run(1, {101: 0.86, 201: 0.93}), run(0, {101: 0.90, 201: 0.91})]}
+    errors = paired_standard_errors(systems, [101, 201])   # seed 5 has no HF run: left out
+    assert abs(errors[0] - 1.0) < 1e-9                     # differences 0 and +2 points: sd 1.41, se 1.0
+    assert abs(errors[1] - 0.5) < 1e-9                     # +1 and 0
+    assert paired_standard_errors({"ours": systems["ours"][:1], "hf_baseline": systems["hf_baseline"]}, [101]) is None
