@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune  # noqa: E402
 from spacy_bert_zh.conversion import convert_cls, convert_ner  # noqa: E402
+from spacy_bert_zh.cpu_autocast import CALLBACK as CPU_BF16_CALLBACK  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 
@@ -116,9 +117,10 @@ def train_spacy(data: dict, encoder: str, seed: int, args) -> dict:
                      "training.eval_frequency": args.max_steps,
                      "training.optimizer.learn_rate.initial_rate": args.learn_rate}
         config = Path(args.config) if args.config.endswith(".cfg") else ROOT / "configs" / f"{args.config}.cfg"
-        if "batch_by_sequence" in config.read_text():
+        config_text = config.read_text()
+        if "batch_by_sequence" in config_text:
             overrides["training.batcher.size"] = args.batch_size
-        if "cpu_bf16_autocast" in config.read_text():   # float32, as the HF baseline, on any CPU
+        if CPU_BF16_CALLBACK in config_text:   # float32, as the HF baseline, on any CPU
             overrides["initialize.after_init.enabled"] = "off"
         train(config, tmp / "out", use_gpu=args.gpu_id, overrides=overrides)
         scores = evaluate_pipeline(tmp / "out" / "model-last", [tmp / "test"])

@@ -45,13 +45,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
 from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
-from spacy_bert_zh.cpu_autocast import Bfloat16Autocast  # noqa: E402
+from spacy_bert_zh.cpu_autocast import CALLBACK as CPU_BF16_CALLBACK, Bfloat16Autocast  # noqa: E402
 from spacy_bert_zh.encoder import fetch_encoder  # noqa: E402
 from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_LOGGER = "benchmarks.curve_logger.v1"
-CPU_BF16_CALLBACK = "spacy_bert_zh.cpu_bf16_autocast.v1"
 
 
 @dataclass(frozen=True)
@@ -360,9 +359,7 @@ def plot_task(axis, name: str, systems: dict) -> None:
 def plot_difference(axis, systems: dict) -> None:
     """ours - HF of the mean dev curves, in points, at the steps both reached (after the first);
     with several seeds run by both, an error bar of one standard error of the paired differences."""
-    hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
-    points = [(step, examples, 100 * (dev - hf[step])) for step, examples, dev in mean_curve(systems.get("ours", []))
-              if step in hf and step > 1]
+    points = [(step, examples, 100 * difference) for step, examples, difference in mean_differences(systems)]
     if points:
         spacing = points[1][1] - points[0][1] if len(points) > 1 else points[0][1]
         errors = paired_standard_errors(systems, [step for step, _, _ in points])
@@ -371,6 +368,14 @@ def plot_difference(axis, systems: dict) -> None:
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set(xlabel="training examples seen", ylabel="ours - HF (points)")
     axis.grid(alpha=0.3)
+
+
+def mean_differences(systems: dict) -> list:
+    """(step, examples, ours - HF) of the mean dev curves at the steps both reached, after the
+    first evaluation (one update: both still at chance)."""
+    hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
+    return [(step, examples, dev - hf[step]) for step, examples, dev in mean_curve(systems.get("ours", []))
+            if step in hf and step > 1]
 
 
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
@@ -398,9 +403,7 @@ def print_summary(runs: dict) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, systems in runs.items():
         ours = mean_curve(systems.get("ours", []))
-        hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
-        common = [(dev - hf[step], step) for step, _, dev in ours if step in hf and step > 1]
-        low = min(common) if common else None
+        low = min(((difference, step) for step, _, difference in mean_differences(systems)), default=None)
         last = ours[-1] if ours else (0, 0, 0.0)
         n_seeds = max(len(seeds) for seeds in systems.values())
         print(f"| {TASKS[name].title} | {n_seeds} | {last[0]:,} ({last[1]:,}) | {score_pair(systems.get('ours', []))} | "

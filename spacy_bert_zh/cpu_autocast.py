@@ -23,9 +23,10 @@ from thinc.shims import PyTorchShim
 from wasabi import msg
 
 CHOICES = ("auto", "on", "off")
+CALLBACK = "spacy_bert_zh.cpu_bf16_autocast.v1"
 
 
-@registry.callbacks("spacy_bert_zh.cpu_bf16_autocast.v1")
+@registry.callbacks(CALLBACK)
 def make_cpu_bf16_autocast(enabled: str = "auto"):
     """A callback that switches the pipeline's encoders to bfloat16 autocast on CPU (see module)."""
     if enabled not in CHOICES:
