@@ -102,7 +102,7 @@ def attach_clocks(nlp) -> Clock:
     clock = Clock()
     clock.reset()
     for shim in transformer_shims(nlp):
-        bert = getattr(shim._model, "transformer", shim._model)
+        bert = shim._model   # a transformers BertModel
         clock.hook(bert.embeddings, "embeddings")
         for layer in bert.encoder.layer:
             clock.hook(layer, "layers")
