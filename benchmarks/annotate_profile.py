@@ -78,8 +78,8 @@ class Clock:
     """Seconds spent inside the hooked modules, summed per group."""
 
     def __init__(self):
-        self.seconds: dict[str, float] = {}
         self.n_layers = 0
+        self.reset()
 
     def reset(self) -> None:
         self.seconds = {"layers": 0.0, "embeddings": 0.0}
@@ -104,7 +104,6 @@ def attach_clocks(nlp) -> Clock:
     from spacy_bert_zh.quantize import transformer_shims
 
     clock = Clock()
-    clock.reset()
     for shim in transformer_shims(nlp):
         bert = shim._model   # a transformers BertModel
         clock.hook(bert.embeddings, "embeddings")
