@@ -95,6 +95,8 @@ def parse_args() -> argparse.Namespace:
                         default=[], help="also train these students with the hidden-state stage first")
     parser.add_argument("--hidden-steps", type=int, default=300, help="steps of that stage (32 sequences each)")
     parser.add_argument("--gold", action="store_true", help="mix the teacher's gold training samples in")
+    parser.add_argument("--gold-targets", choices=["labels", "teacher"], default="labels",
+                        help="with --gold: learn their gold labels, or the teacher's soft targets on their texts")
     parser.add_argument("--max-steps", type=int, default=4000)
     parser.add_argument("--eval-frequency", type=int, default=1000)
     parser.add_argument("--speed-texts", type=int, default=300, help="per corpus, for the speed runs")
@@ -160,7 +162,7 @@ def train_students(args, unlabelled: Path, work: Path) -> dict[str, Path]:
         name = f"student{layers}" + ("" if soft else "-silver") + ("-hidden" if hidden_steps else "")
         options = DistillOptions(layers=layers, soft=soft, hidden_steps=hidden_steps, max_steps=args.max_steps,
                                  eval_frequency=args.eval_frequency, seed=args.seed,
-                                 gold=work / "test" / "gold" if args.gold else None,
+                                 gold=work / "test" / "gold" if args.gold else None, gold_targets=args.gold_targets,
                                  work_dir=work / "distill-work", overwrite=False)
         started = time.perf_counter()
         dest = work / name

@@ -127,6 +127,9 @@ def distill_cmd(
     soft: bool = typer.Option(True, "--soft/--silver", help="Learn the teacher's probabilities "
                               "(soft targets) or its labels (silver)."),
     gold: Optional[Path] = typer.Option(None, help="Gold training corpus (.spacy) mixed in."),
+    gold_targets: str = typer.Option("labels", help="What the student learns on the --gold texts: "
+                                     "their gold labels, or 'teacher': the teacher's targets "
+                                     "(its texts join the unlabelled ones)."),
     dev: Optional[Path] = typer.Option(None, help="Gold dev corpus (.spacy); default: the first "
                                        "--holdout annotated texts (agreement with the teacher)."),
     holdout: int = typer.Option(500, help="Annotated texts kept for scoring without --dev."),
@@ -152,8 +155,8 @@ def distill_cmd(
     from .distill import DistillError, DistillOptions, distill
 
     try:
-        options = DistillOptions(layers=layers, soft=soft, gold=gold, dev=dev, holdout=holdout,
-                                 text_column=text_column, max_texts=max_texts, max_steps=max_steps,
+        options = DistillOptions(layers=layers, soft=soft, gold=gold, gold_targets=gold_targets, dev=dev,
+                                 holdout=holdout, text_column=text_column, max_texts=max_texts, max_steps=max_steps,
                                  eval_frequency=eval_frequency, batch_size=batch_size,
                                  learn_rate=learn_rate, hidden_steps=hidden_steps,
                                  hidden_learn_rate=hidden_learn_rate, seed=seed, gpu_id=gpu_id, work_dir=work_dir,

@@ -9,7 +9,9 @@ unlabelled texts in Parquet.
    texts (TinyBERT's intermediate-layer stage, ``distill_hidden.py``). Saved as an ordinary
    pipeline folder (``student-init``).
 2. **Targets.** The teacher annotates the unlabelled texts with our own ``annotate_files``
-   (streaming, resumable), with ``--tag-probs`` for soft targets.
+   (streaming, resumable), with ``--tag-probs`` for soft targets. With ``gold_targets =
+   "teacher"`` the gold corpus's texts are mixed into those texts first (``distill_texts.py``):
+   the student learns the teacher's targets on them instead of their gold labels.
 3. **Training.** ``spacy train`` on a config written next to the work (``distill.cfg``): every
    component sourced from the student, ``[corpora.train]`` the ``spacy_bert_zh.DistillCorpus.v1``
    reader over the teacher's annotations (plus the gold corpus, if given), and ``[corpora.dev]``
@@ -35,8 +37,11 @@ from spacy.language import Language
 from .annotate_options import AnnotateOptions
 from .arrow_output import check_text_column
 from .distill_corpus import READER
+from .distill_texts import write_first_rows, write_with_gold_texts
 
 DISTILL_CONFIG = "distill.cfg"
+# what the student learns on the texts of --gold: their gold labels, or the teacher's targets
+GOLD_TARGETS = ("labels", "teacher")
 
 
 class DistillError(ValueError):
@@ -50,6 +55,7 @@ class DistillOptions:
     layers: int = 2
     soft: bool = True             # teacher probabilities (True) or its labels (False) as targets
     gold: Optional[Path] = None   # a gold training corpus (.spacy files or a folder) mixed in
+    gold_targets: str = "labels"  # learn the gold corpus's labels, or the teacher's targets on its texts
     dev: Optional[Path] = None    # gold dev corpus; default: the first ``holdout`` annotated rows
     holdout: int = 500
     text_column: str = "text"
@@ -78,6 +84,10 @@ class DistillOptions:
         if self.dev is None and self.holdout < 1:
             raise DistillError("without --dev, --holdout must be at least 1 (the rows the student is "
                                "scored on during training)")
+        if self.gold_targets not in GOLD_TARGETS:
+            raise DistillError(f"--gold-targets must be one of {', '.join(GOLD_TARGETS)}, not {self.gold_targets!r}")
+        if self.gold_targets == "teacher" and self.gold is None:
+            raise DistillError("--gold-targets teacher needs --gold (the corpus whose texts the teacher annotates)")
         for name in ("gold", "dev"):
             path = getattr(self, name)
             if path is not None and not Path(path).exists():
@@ -105,6 +115,9 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     if options.max_texts and options.max_texts < pq.ParquetFile(texts).metadata.num_rows:
         texts = write_first_rows(texts, work / f"unlabelled-first-{options.max_texts}.parquet",
                                  options.max_texts, options.text_column)
+    if teacher_targets_on_gold(options):
+        texts = write_with_gold_texts(texts, Path(options.gold), work / "unlabelled-and-gold.parquet",
+                                      heldout_rows(options), options.text_column, options.seed)
     student = make_student(teacher, options.layers)
     if options.hidden_steps:
         match_student_to_teacher(teacher_nlp, student, texts, work, options)
@@ -138,7 +151,13 @@ def work_identity(teacher: Language, texts: Path, options: DistillOptions) -> di
 
     return {"teacher": pipeline_hash(teacher), "texts": str(texts.resolve()),
             "texts_bytes": texts.stat().st_size, "text_column": options.text_column,
-            "max_texts": options.max_texts, "tag_probs": options.soft}
+            "max_texts": options.max_texts, "tag_probs": options.soft,
+            "gold_texts": str(Path(options.gold).resolve()) if teacher_targets_on_gold(options) else None}
+
+
+def teacher_targets_on_gold(options: DistillOptions) -> bool:
+    """Whether the gold corpus's texts join the unlabelled ones (``--gold-targets teacher``)."""
+    return options.gold is not None and options.gold_targets == "teacher"
 
 
 def check_work(work: Path, identity: dict) -> None:
@@ -285,24 +304,6 @@ def annotate_unlabelled(teacher: Language, texts: Path, dest: Path, options: Dis
     return dest
 
 
-def write_first_rows(source: Path, dest: Path, rows: int, text_column: str) -> Path:
-    """The text column of the first ``rows`` rows of ``source``, streamed into ``dest``."""
-    import pyarrow as pa
-
-    if dest.exists():
-        return dest
-    partial = dest.with_name(f".{dest.name}.partial")
-    with pq.ParquetWriter(partial, pq.read_schema(source).select([text_column])) as writer:
-        left = rows
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=10_000, columns=[text_column]):
-            writer.write_table(pa.Table.from_batches([batch.slice(0, left)]))
-            left -= min(left, batch.num_rows)
-            if not left:
-                break
-    partial.rename(dest)
-    return dest
-
-
 def write_student_config(student: Path, silver: Path, dest: Path, options: DistillOptions) -> Path:
     """The student's training config: the teacher's, with every component sourced from ``student``."""
     config = spacy.util.load_config(student / "config.cfg")
@@ -311,8 +312,9 @@ def write_student_config(student: Path, silver: Path, dest: Path, options: Disti
     reader = {"@readers": READER, "path": str(silver.resolve()), "soft": options.soft,
               "text_column": options.text_column,
               "holdout": heldout_rows(options), "seed": options.seed}
+    gold_labels = options.gold is not None and not teacher_targets_on_gold(options)
     config["corpora"]["train"] = {**reader, "part": "train",
-                                  "gold": str(Path(options.gold).resolve()) if options.gold else None}
+                                  "gold": str(Path(options.gold).resolve()) if gold_labels else None}
     config["corpora"]["dev"] = ({"@readers": "spacy.Corpus.v1", "path": str(Path(options.dev).resolve())}
                                 if options.dev else {**reader, "part": "dev"})
     training = config["training"]

@@ -1,0 +1,92 @@
+"""The texts a student is distilled on: the unlabelled Parquet, cut or extended, streamed.
+
+- ``write_first_rows``: the first N rows (``--max-texts``);
+- ``write_with_gold_texts``: the rows with the gold corpus's texts mixed in
+  (``--gold-targets teacher``), so the teacher annotates those texts too and the student learns
+  its soft targets on them rather than the gold labels. The first ``keep_first`` rows (the ones
+  held out to score the student) stay first and unchanged; every other row and every gold text
+  follow in a seeded random mix, so no stretch of the file is all gold or all unlabelled (the
+  student's reader shuffles only inside buffers).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import spacy
+
+CHUNK_ROWS = 10_000
+
+
+def write_first_rows(source: Path, dest: Path, rows: int, text_column: str) -> Path:
+    """The text column of the first ``rows`` rows of ``source``, streamed into ``dest``."""
+    if dest.exists():
+        return dest
+    with atomic_writer(dest, text_column) as write:
+        left = rows
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=[text_column]):
+            write(batch.slice(0, left).column(0).to_pylist())
+            left -= min(left, batch.num_rows)
+            if not left:
+                break
+    return dest
+
+
+def gold_texts(gold: Path) -> list[str]:
+    """The texts of every doc in the ``.spacy`` files of ``gold`` (a file or a folder)."""
+    from .evaluation import read_docbins
+
+    return [doc.text for doc in read_docbins(spacy.blank("zh"), [gold])]
+
+
+def write_with_gold_texts(source: Path, gold: Path, dest: Path, keep_first: int, text_column: str,
+                          seed: int) -> Path:
+    """``source``'s text column with the texts of ``gold`` mixed in after its first ``keep_first``
+    rows (see the module docstring); kept if ``dest`` exists (the work folder's identity covers it)."""
+    if dest.exists():
+        return dest
+    rng = random.Random(seed)
+    extra = gold_texts(gold)
+    rng.shuffle(extra)
+    rows = pq.ParquetFile(source).metadata.num_rows
+    head, rest = rows_of(source, text_column), iter(extra)
+    with atomic_writer(dest, text_column) as write:
+        write([next(head) for _ in range(min(keep_first, rows))])
+        from_gold = mix_order(max(rows - keep_first, 0), len(extra), rng)
+        for start in range(0, len(from_gold), CHUNK_ROWS):
+            write([next(rest) if pick else next(head) for pick in from_gold[start:start + CHUNK_ROWS]])
+    return dest
+
+
+def mix_order(n_source: int, n_gold: int, rng: random.Random) -> bytearray:
+    """A seeded random order of ``n_source`` rows (0) and ``n_gold`` gold texts (1), one byte each."""
+    order = bytearray(n_source) + bytearray(b"\x01" * n_gold)
+    rng.shuffle(order)
+    return order
+
+
+def rows_of(source: Path, text_column: str) -> Iterator:
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=[text_column]):
+        yield from batch.column(0).to_pylist()
+
+
+class atomic_writer:
+    """A Parquet writer of one string column that appears at ``dest`` only once complete."""
+
+    def __init__(self, dest: Path, column: str):
+        self.dest, self.column = dest, column
+        self.partial = dest.with_name(f".{dest.name}.partial")
+
+    def __enter__(self):
+        self.writer = pq.ParquetWriter(self.partial, pa.schema([(self.column, pa.string())]))
+        return lambda texts: self.writer.write_table(pa.table({self.column: pa.array(texts, pa.string())}))
+
+    def __exit__(self, kind, *_):
+        self.writer.close()
+        if kind is None:
+            self.partial.rename(self.dest)
+        else:
+            self.partial.unlink(missing_ok=True)
