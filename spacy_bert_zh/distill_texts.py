@@ -6,7 +6,8 @@
   its soft targets on them rather than the gold labels. The first ``keep_first`` rows (the ones
   held out to score the student) stay first and unchanged; every other row and every gold text
   follow in a seeded random mix, so no stretch of the file is all gold or all unlabelled (the
-  student's reader shuffles only inside buffers).
+  student's reader shuffles only inside buffers). The unlabelled rows are streamed; the gold
+  texts are held in memory (the corpus the teacher was trained on, a DocBin read whole anyway).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def write_first_rows(source: Path, dest: Path, rows: int, text_column: str) -> P
     """The text column of the first ``rows`` rows of ``source``, streamed into ``dest``."""
     if dest.exists():
         return dest
-    with atomic_writer(dest, text_column) as write:
+    with TextColumnWriter(dest, text_column) as write:
         left = rows
         for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=[text_column]):
             write(batch.slice(0, left).column(0).to_pylist())
@@ -53,7 +54,7 @@ def write_with_gold_texts(source: Path, gold: Path, dest: Path, keep_first: int,
     rng.shuffle(extra)
     rows = pq.ParquetFile(source).metadata.num_rows
     head, rest = rows_of(source, text_column), iter(extra)
-    with atomic_writer(dest, text_column) as write:
+    with TextColumnWriter(dest, text_column) as write:
         write([next(head) for _ in range(min(keep_first, rows))])
         from_gold = mix_order(max(rows - keep_first, 0), len(extra), rng)
         for start in range(0, len(from_gold), CHUNK_ROWS):
@@ -73,7 +74,7 @@ def rows_of(source: Path, text_column: str) -> Iterator:
         yield from batch.column(0).to_pylist()
 
 
-class atomic_writer:
+class TextColumnWriter:
     """A Parquet writer of one string column that appears at ``dest`` only once complete."""
 
     def __init__(self, dest: Path, column: str):
