@@ -11,28 +11,24 @@
 """
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import spacy
+
+from .parquet_io import atomic_parquet_writer
 
 CHUNK_ROWS = 10_000
 
 
 def write_first_rows(source: Path, dest: Path, rows: int, text_column: str) -> Path:
     """The text column of the first ``rows`` rows of ``source``, streamed into ``dest``."""
-    if dest.exists():
-        return dest
-    with TextColumnWriter(dest, text_column) as write:
-        left = rows
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=CHUNK_ROWS, columns=[text_column]):
-            write(batch.slice(0, left).column(0).to_pylist())
-            left -= min(left, batch.num_rows)
-            if not left:
-                break
+    if not dest.exists():
+        write_texts(dest, text_column, itertools.islice(rows_of(source, text_column), rows))
     return dest
 
 
@@ -54,11 +50,10 @@ def write_with_gold_texts(source: Path, gold: Path, dest: Path, keep_first: int,
     rng.shuffle(extra)
     rows = pq.ParquetFile(source).metadata.num_rows
     head, rest = rows_of(source, text_column), iter(extra)
-    with TextColumnWriter(dest, text_column) as write:
-        write([next(head) for _ in range(min(keep_first, rows))])
-        from_gold = mix_order(max(rows - keep_first, 0), len(extra), rng)
-        for start in range(0, len(from_gold), CHUNK_ROWS):
-            write([next(rest) if pick else next(head) for pick in from_gold[start:start + CHUNK_ROWS]])
+    kept = [next(head) for _ in range(min(keep_first, rows))]
+    mixed = (next(rest) if pick else next(head)
+             for pick in mix_order(max(rows - keep_first, 0), len(extra), rng))
+    write_texts(dest, text_column, itertools.chain(kept, mixed))
     return dest
 
 
@@ -74,20 +69,9 @@ def rows_of(source: Path, text_column: str) -> Iterator:
         yield from batch.column(0).to_pylist()
 
 
-class TextColumnWriter:
-    """A Parquet writer of one string column that appears at ``dest`` only once complete."""
-
-    def __init__(self, dest: Path, column: str):
-        self.dest, self.column = dest, column
-        self.partial = dest.with_name(f".{dest.name}.partial")
-
-    def __enter__(self):
-        self.writer = pq.ParquetWriter(self.partial, pa.schema([(self.column, pa.string())]))
-        return lambda texts: self.writer.write_table(pa.table({self.column: pa.array(texts, pa.string())}))
-
-    def __exit__(self, kind, *_):
-        self.writer.close()
-        if kind is None:
-            self.partial.rename(self.dest)
-        else:
-            self.partial.unlink(missing_ok=True)
+def write_texts(dest: Path, column: str, texts: Iterable) -> None:
+    """``texts`` as the one string column of a Parquet file that appears at ``dest`` once complete."""
+    texts = iter(texts)
+    with atomic_parquet_writer(dest, pa.schema([(column, pa.string())])) as writer:
+        while chunk := list(itertools.islice(texts, CHUNK_ROWS)):
+            writer.write_table(pa.table({column: pa.array(chunk, pa.string())}))
