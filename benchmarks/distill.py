@@ -99,6 +99,8 @@ def parse_args() -> argparse.Namespace:
                         help="with --gold: learn their gold labels, or the teacher's soft targets on their texts")
     parser.add_argument("--max-steps", type=int, default=4000)
     parser.add_argument("--eval-frequency", type=int, default=1000)
+    parser.add_argument("--learn-rate", type=float, default=None, help="the students' (default: the teacher's)")
+    parser.add_argument("--dropout", type=float, default=None, help="the students' (default: the teacher's)")
     parser.add_argument("--speed-texts", type=int, default=300, help="per corpus, for the speed runs")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved speed runs (best kept)")
     parser.add_argument("--threads", type=int, default=2)
@@ -162,6 +164,7 @@ def train_students(args, unlabelled: Path, work: Path) -> dict[str, Path]:
         name = f"student{layers}" + ("" if soft else "-silver") + ("-hidden" if hidden_steps else "")
         options = DistillOptions(layers=layers, soft=soft, hidden_steps=hidden_steps, max_steps=args.max_steps,
                                  eval_frequency=args.eval_frequency, seed=args.seed,
+                                 learn_rate=args.learn_rate, dropout=args.dropout,
                                  gold=work / "test" / "gold" if args.gold else None, gold_targets=args.gold_targets,
                                  work_dir=work / "distill-work", overwrite=False)
         started = time.perf_counter()

@@ -140,6 +140,7 @@ def distill_cmd(
     batch_size: int = typer.Option(8, help="Texts per training step (configs that batch by "
                                     "sequence, as cpu.cfg; gpu.cfg keeps its padded batches)."),
     learn_rate: Optional[float] = typer.Option(None, help="Encoder learning rate (default: the teacher config's)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout while training the student (default: the teacher config's)."),
     hidden_steps: int = typer.Option(0, help="First train the student's encoder this many steps to "
                                      "give the teacher's last hidden state (TinyBERT's first stage)."),
     hidden_learn_rate: float = typer.Option(1e-4, help="Learning rate of the hidden-state stage."),
@@ -158,7 +159,7 @@ def distill_cmd(
         options = DistillOptions(layers=layers, soft=soft, gold=gold, gold_targets=gold_targets, dev=dev,
                                  holdout=holdout, text_column=text_column, max_texts=max_texts, max_steps=max_steps,
                                  eval_frequency=eval_frequency, batch_size=batch_size,
-                                 learn_rate=learn_rate, hidden_steps=hidden_steps,
+                                 learn_rate=learn_rate, dropout=dropout, hidden_steps=hidden_steps,
                                  hidden_learn_rate=hidden_learn_rate, seed=seed, gpu_id=gpu_id, work_dir=work_dir,
                                  overwrite=overwrite, progress=not quiet)
         typer.echo(f"student written to {distill(teacher, unlabelled, output, options)}")

@@ -64,6 +64,7 @@ class DistillOptions:
     eval_frequency: int = 500
     batch_size: int = 8           # texts per step (configs batching by sequence, as cpu.cfg)
     learn_rate: Optional[float] = None  # default: the teacher config's
+    dropout: Optional[float] = None     # default: the teacher config's
     hidden_steps: int = 0         # steps of the hidden-state stage before training (0: none)
     hidden_learn_rate: float = 1e-4
     seed: int = 0
@@ -78,6 +79,8 @@ class DistillOptions:
         for name in ("max_steps", "eval_frequency", "batch_size"):
             if getattr(self, name) < 1:
                 raise DistillError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise DistillError(f"--dropout must be in [0, 1), not {self.dropout}")
         if self.hidden_steps < 0 or not self.hidden_learn_rate > 0:
             raise DistillError(f"--hidden-steps must be at least 0 and --hidden-learn-rate positive, not "
                                f"{self.hidden_steps} and {self.hidden_learn_rate}")
@@ -320,6 +323,8 @@ def write_student_config(student: Path, silver: Path, dest: Path, options: Disti
     training = config["training"]
     training.update({"max_epochs": -1, "max_steps": options.max_steps, "patience": 0,
                      "eval_frequency": options.eval_frequency, "seed": options.seed})
+    if options.dropout is not None:
+        training["dropout"] = options.dropout
     if "size" in training["batcher"] and training["batcher"].get("@batchers") == "spacy.batch_by_sequence.v1":
         training["batcher"]["size"] = options.batch_size
     schedule = training["optimizer"].get("learn_rate")

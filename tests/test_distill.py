@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from spacy_bert_zh.annotation import annotate_table
 from spacy_bert_zh.cli import app
-from spacy_bert_zh.distill import DistillOptions, distill, encoder_of, kept_layers
+from spacy_bert_zh.distill import DistillError, DistillOptions, distill, encoder_of, kept_layers, write_student_config
 from spacy_bert_zh.evaluation import read_docbins
 from spacy_bert_zh.quantize import quantize_pipeline
 
@@ -66,6 +66,25 @@ def test_a_teacher_without_textcat_is_refused(untrained_pipeline, texts_parquet,
     nlp.to_disk(tmp_path / "ner_only")
     code, said = run_cli(tmp_path / "ner_only", texts_parquet, tmp_path / "student")
     assert code == 2 and "has no textcat pipe" in said
+
+
+def test_the_training_options_reach_the_student_config(untrained_pipeline, tmp_path):
+    def training(options: DistillOptions, name: str) -> dict:
+        (tmp_path / name).mkdir()
+        config = write_student_config(untrained_pipeline, tmp_path / "silver.parquet",
+                                      tmp_path / name / "distill.cfg", options)
+        return spacy.util.load_config(config)["training"]
+
+    teacher = spacy.util.load_config(untrained_pipeline / "config.cfg")["training"]
+    default = training(DistillOptions(max_steps=40), "default")
+    assert default["dropout"] == teacher["dropout"]
+    assert default["optimizer"]["learn_rate"]["initial_rate"] == teacher["optimizer"]["learn_rate"]["initial_rate"]
+    assert default["optimizer"]["learn_rate"]["total_steps"] == 40
+    chosen = training(DistillOptions(learn_rate=3e-4, dropout=0.0), "chosen")
+    assert chosen["dropout"] == 0.0 and chosen["optimizer"]["learn_rate"]["initial_rate"] == 3e-4
+    for bad in (-0.1, 1.0):
+        with pytest.raises(DistillError, match="--dropout must be in"):
+            DistillOptions(dropout=bad)
 
 
 @pytest.fixture(scope="module")
