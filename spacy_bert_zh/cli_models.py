@@ -140,7 +140,7 @@ def distill_cmd(
     batch_size: int = typer.Option(8, help="Texts per training step (configs that batch by "
                                     "sequence, as cpu.cfg; gpu.cfg keeps its padded batches)."),
     learn_rate: Optional[float] = typer.Option(None, help="Encoder learning rate (default: the teacher config's)."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout while training the student (default: the teacher config's)."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout of the student's encoder while it trains (default: the teacher's)."),
     hidden_steps: int = typer.Option(0, help="First train the student's encoder this many steps to "
                                      "give the teacher's last hidden state (TinyBERT's first stage)."),
     hidden_learn_rate: float = typer.Option(1e-4, help="Learning rate of the hidden-state stage."),

@@ -64,7 +64,7 @@ class DistillOptions:
     eval_frequency: int = 500
     batch_size: int = 8           # texts per step (configs batching by sequence, as cpu.cfg)
     learn_rate: Optional[float] = None  # default: the teacher config's
-    dropout: Optional[float] = None     # default: the teacher config's
+    dropout: Optional[float] = None     # the student encoder's dropout (and thinc's); default: the teacher's
     hidden_steps: int = 0         # steps of the hidden-state stage before training (0: none)
     hidden_learn_rate: float = 1e-4
     seed: int = 0
@@ -121,7 +121,7 @@ def distill(teacher: str | Path, unlabelled: str | Path, output: str | Path,
     if teacher_targets_on_gold(options):
         texts = write_with_gold_texts(texts, Path(options.gold), work / "unlabelled-and-gold.parquet",
                                       heldout_rows(options), options.text_column, options.seed)
-    student = make_student(teacher, options.layers)
+    student = make_student(teacher, options.layers, options.dropout)
     if options.hidden_steps:
         match_student_to_teacher(teacher_nlp, student, texts, work, options)
     save_student(student, work / "student-init")
@@ -255,17 +255,39 @@ def kept_layers(total: int, keep: int) -> list[int]:
     return list(range(min(keep, total)))
 
 
-def make_student(teacher: str | Path, layers: int) -> Language:
-    """The teacher with only ``kept_layers`` of its encoder layers."""
+def make_student(teacher: str | Path, layers: int, dropout: Optional[float] = None) -> Language:
+    """The teacher with only ``kept_layers`` of its encoder layers (and ``dropout`` in its encoder)."""
     student = spacy.load(teacher)
     model = encoder_of(student)
     keep = kept_layers(model.config.num_hidden_layers, layers)
     model.encoder.layer = torch.nn.ModuleList(model.encoder.layer[i] for i in keep)
     model.config.num_hidden_layers = len(keep)
+    if dropout is not None:
+        set_encoder_dropout(model, dropout)
     name = student.meta.get("name", "pipeline")
     student.meta.update({"name": f"{name}_student{layers}",
                          "description": f"distilled from {name}: encoder layers {keep} of the teacher's"})
     return student
+
+
+# the Hugging Face config keys of dropout in BERT-like encoders (DistilBERT's: dropout, attention_dropout)
+ENCODER_DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+
+
+def set_encoder_dropout(model: torch.nn.Module, rate: float) -> None:
+    """Dropout ``rate`` in the encoder, now and when it is rebuilt from its saved config.
+
+    The encoder's dropout is its own (``model.train()`` while spaCy trains), not ``[training]
+    dropout``, which reaches only thinc's dropout layers.
+    """
+    for key in ENCODER_DROPOUT_KEYS:
+        if hasattr(model.config, key):
+            setattr(model.config, key, rate)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = rate
+        if hasattr(module, "dropout_prob"):  # the SDPA attention reads a float, not a Dropout
+            module.dropout_prob = rate
 
 
 def save_student(student: Language, dest: Path) -> Path:

@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import spacy
+import torch
 from typer.testing import CliRunner
 
 from spacy_bert_zh.annotation import annotate_table
 from spacy_bert_zh.cli import app
-from spacy_bert_zh.distill import DistillError, DistillOptions, distill, encoder_of, kept_layers, write_student_config
+from spacy_bert_zh.distill import (DistillError, DistillOptions, distill, encoder_of, kept_layers,
+                                   make_student, save_student, write_student_config)
 from spacy_bert_zh.evaluation import read_docbins
 from spacy_bert_zh.quantize import quantize_pipeline
 
@@ -85,6 +87,23 @@ def test_the_training_options_reach_the_student_config(untrained_pipeline, tmp_p
     for bad in (-0.1, 1.0):
         with pytest.raises(DistillError, match="--dropout must be in"):
             DistillOptions(dropout=bad)
+
+
+def test_dropout_reaches_the_students_encoder_through_its_saved_config(untrained_pipeline, tmp_path):
+    """``[training] dropout`` does not reach the Hugging Face encoder's own dropout: --dropout must."""
+    def train_mode_outputs(pipeline) -> list[torch.Tensor]:
+        encoder = encoder_of(pipeline)
+        encoder.train()
+        with torch.no_grad():
+            return [encoder(torch.tensor([[101, 1000, 2000, 3000, 102]])).last_hidden_state for _ in range(2)]
+
+    teacher = spacy.load(untrained_pipeline)
+    assert encoder_of(teacher).config.hidden_dropout_prob > 0
+    assert not torch.equal(*train_mode_outputs(teacher))
+    student = spacy.load(save_student(make_student(untrained_pipeline, 1, dropout=0.0), tmp_path / "student"))
+    config = encoder_of(student).config
+    assert config.hidden_dropout_prob == config.attention_probs_dropout_prob == 0.0
+    assert torch.equal(*train_mode_outputs(student))
 
 
 @pytest.fixture(scope="module")
