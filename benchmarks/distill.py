@@ -22,7 +22,8 @@ of the teacher, and the 2-layer student in int8 >= 3x the fp32 teacher.
 
 (the defaults: 40,000 unlabelled texts, nearly every MSRA train sentence that teacher left out, and
 4,000 steps; with 8,000 texts the 2-layer student stayed 5.5 entity F1 under it, with 40,000 2.6;
-``--max-steps 8000`` brought that to 2.2 in twice the time.)
+``--max-steps 8000`` brought that to 2.2 in twice the time; with ``--gold --gold-targets teacher
+--dropout 0`` as well, 1.4, every goal met.)
 """
 from __future__ import annotations
 
