@@ -29,11 +29,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -42,6 +40,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.convergence_results import TASKS, Task, plot_curves, result_path  # noqa: E402
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
 from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
@@ -51,24 +50,6 @@ from spacy_bert_zh.evaluation import evaluate_pipeline  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_LOGGER = "benchmarks.curve_logger.v1"
-
-
-@dataclass(frozen=True)
-class Task:
-    kind: str            # "ner" or "cls"
-    folder: str          # under ../shared/data
-    suffix: str          # of train/dev/test files
-    metric: str          # spaCy score that picks the best checkpoint
-    title: str
-    published: tuple     # (figure, what it is)
-
-
-TASKS = {
-    "resume": Task("ner", "resume_ner", "bmes", "ents_f", "Resume NER: entity F1",
-                   (95.9, "bert-base-chinese + CRF, test (published)")),
-    "chnsenticorp": Task("cls", "chnsenticorp", "tsv", "cats_accuracy", "ChnSentiCorp: accuracy",
-                         (95.0, "bert-base-chinese, test (published)")),
-}
 
 
 def main() -> None:
@@ -102,10 +83,6 @@ def run_arguments(args) -> dict:
 def planned_steps(args) -> list:
     """The steps after which spaCy evaluates ours (its step counter starts at 0, after one update)."""
     return [step + 1 for step in range(0, args.max_steps + 1, args.eval_every)]
-
-
-def result_path(results: Path, task: str, system: str, seed: int) -> Path:
-    return results / f"convergence_{task}_{system}_seed{seed}.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -281,143 +258,6 @@ def read_split(task: Task, split: str) -> list:
 def save(result: dict, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
-
-
-# --- the plot ----------------------------------------------------------------------------------
-
-
-SYSTEMS = (("ours", "spacy-bert-zh", "o-", "C0"), ("hf_baseline", "HF fine-tune", "s--", "C1"))
-
-
-def load_runs(results: Path) -> dict:
-    """{task: {system: [result of each seed]}} for every result JSON in ``results``."""
-    runs = {}
-    for name in TASKS:
-        for system, *_ in SYSTEMS:
-            seeds = [json.loads(path.read_text(encoding="utf-8"))
-                     for path in sorted(results.glob(f"convergence_{name}_{system}_seed*.json"))]
-            if seeds:
-                runs.setdefault(name, {})[system] = seeds
-    return runs
-
-
-def mean_curve(seeds: list) -> list:
-    """(step, examples, mean dev) at each step every seed's curve reached."""
-    dev_by_step = [{p["step"]: p for p in seed.get("curve", [])} for seed in seeds]
-    common = sorted(set.intersection(*(set(curve) for curve in dev_by_step))) if dev_by_step else []
-    return [(step, dev_by_step[0][step]["examples"], sum(c[step]["dev"] for c in dev_by_step) / len(seeds))
-            for step in common]
-
-
-def plot_curves(results: Path) -> None:
-    """``results``/convergence.png: one column per task; on top, dev score against examples seen,
-    both systems (the mean over seeds, and each seed faintly when there are several); below, the
-    difference of the mean curves (ours - HF). Then the summary table."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = load_runs(results)
-    if not runs:
-        sys.exit(f"no convergence_*_*_seed*.json in {results}")
-    figure, axes = plt.subplots(2, len(runs), figsize=(5.5 * len(runs), 5.5), squeeze=False, sharex="col",
-                                gridspec_kw={"height_ratios": (3, 1)})
-    for column, (name, systems) in enumerate(runs.items()):
-        plot_task(axes[0][column], name, systems)
-        plot_difference(axes[1][column], systems)
-    figure.tight_layout()
-    png = results / "convergence.png"
-    figure.savefig(png, dpi=120)
-    print(f"wrote {png}")
-    print_summary(runs)
-
-
-def plot_task(axis, name: str, systems: dict) -> None:
-    """Each system's mean dev curve (its seeds faint behind it) and the published figure."""
-    for system, label, style, colour in SYSTEMS:
-        seeds = systems.get(system, [])
-        if len(seeds) > 1:
-            for seed in seeds:
-                axis.plot([p["examples"] for p in seed["curve"]], [100 * p["dev"] for p in seed["curve"]],
-                          "-", color=colour, alpha=0.25, linewidth=0.8)
-        curve = mean_curve(seeds)
-        if curve:
-            which = f"dev, mean of {len(seeds)} seeds" if len(seeds) > 1 else "dev"
-            axis.plot([p[1] for p in curve], [100 * p[2] for p in curve], style, color=colour,
-                      markersize=3, label=f"{label} ({which})")
-    published, what = TASKS[name].published
-    axis.axhline(published, color="grey", linestyle=":", label=what)
-    later = [100 * dev for seeds in systems.values() for step, _, dev in mean_curve(seeds) if step > 1]
-    if later:   # the first point (one update, chance level) below the frame
-        axis.set_ylim(min(later) - 3, max(max(later), published) + 1)
-    axis.set(title=f"{TASKS[name].title} (m3e-small, 4 layers)", ylabel="dev score (%)")
-    axis.legend(loc="lower right", fontsize=8)
-    axis.grid(alpha=0.3)
-
-
-def plot_difference(axis, systems: dict) -> None:
-    """ours - HF of the mean dev curves, in points, at the steps both reached (after the first);
-    with several seeds run by both, an error bar of one standard error of the paired differences."""
-    points = [(step, examples, 100 * difference) for step, examples, difference in mean_differences(systems)]
-    if points:
-        spacing = points[1][1] - points[0][1] if len(points) > 1 else points[0][1]
-        errors = paired_standard_errors(systems, [step for step, _, _ in points])
-        axis.bar([x for _, x, _ in points], [d for _, _, d in points], width=0.6 * spacing, yerr=errors,
-                 capsize=2, color=["C0" if d >= 0 else "C3" for _, _, d in points])   # red: ours behind
-    axis.axhline(0, color="black", linewidth=0.8)
-    axis.set(xlabel="training examples seen", ylabel="ours - HF (points)")
-    axis.grid(alpha=0.3)
-
-
-def mean_differences(systems: dict) -> list:
-    """(step, examples, ours - HF) of the mean dev curves at the steps both reached, after the
-    first evaluation (one update: both still at chance)."""
-    hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
-    return [(step, examples, dev - hf[step]) for step, examples, dev in mean_curve(systems.get("ours", []))
-            if step in hf and step > 1]
-
-
-def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
-    """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
-    None with fewer than two such seeds."""
-    by_seed = {system: {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]}
-                        for run in systems.get(system, []) if "seed" in run.get("args", {})}
-               for system in ("ours", "hf_baseline")}
-    seeds = sorted(set(by_seed["ours"]) & set(by_seed["hf_baseline"]))
-    if len(seeds) < 2:
-        return None
-    errors = []
-    for step in steps:
-        differences = [100 * (by_seed["ours"][seed][step] - by_seed["hf_baseline"][seed][step])
-                       for seed in seeds if step in by_seed["ours"][seed] and step in by_seed["hf_baseline"][seed]]
-        errors.append(statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else 0.0)
-    return errors
-
-
-def print_summary(runs: dict) -> None:
-    """A Markdown row per task: mean test scores of the best dev checkpoints, the published
-    figure, and the smallest difference of the mean dev curves (ours - HF) and where, after the
-    first evaluation (one update: both still at chance)."""
-    print("| task | seeds | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, systems in runs.items():
-        ours = mean_curve(systems.get("ours", []))
-        low = min(((difference, step) for step, _, difference in mean_differences(systems)), default=None)
-        last = ours[-1] if ours else (0, 0, 0.0)
-        n_seeds = max(len(seeds) for seeds in systems.values())
-        print(f"| {TASKS[name].title} | {n_seeds} | {last[0]:,} ({last[1]:,}) | {score_pair(systems.get('ours', []))} | "
-              f"{score_pair(systems.get('hf_baseline', []))} | {TASKS[name].published[0]} | "
-              + (f"{100 * low[0]:+.2f} ({low[1]:,}) |" if low else "- |"))
-
-
-def score_pair(seeds: list) -> str:
-    """Best dev / test, means over the seeds that finished."""
-    done = [seed for seed in seeds if "test" in seed]
-    if not done:
-        return "(running)"
-    return (f"{100 * sum(s['best_dev'] for s in done) / len(done):.2f} / "
-            f"{100 * sum(s['test'] for s in done) / len(done):.2f}")
 
 
 if __name__ == "__main__":

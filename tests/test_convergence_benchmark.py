@@ -11,13 +11,14 @@ import pytest
 from spacy.util import load_config_from_str
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.convergence import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
-                                    result_path, run_arguments, set_cpu_bf16)
+from benchmarks.convergence import run_arguments, set_cpu_bf16  # noqa: E402
+from benchmarks.convergence_results import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
+                                            result_path)
 from benchmarks.data import one_task_config  # noqa: E402
 
 
 def write_run(results: Path, system: str, seed: int, devs: dict, test: float = None) -> None:
-    run = {"task": "chnsenticorp", "system": system,
+    run = {"task": "chnsenticorp", "system": system, "args": {"seed": seed},
            "curve": [{"step": step, "examples": 8 * step, "dev": dev} for step, dev in devs.items()]}
     if test is not None:
         run.update(test=test, best_dev=max(devs.values()))
@@ -39,12 +40,15 @@ def test_the_summary_compares_mean_curves_after_the_first_point(tmp_path, capsys
     write_run(tmp_path, "hf_baseline", 0, {1: 0.60, 101: 0.80, 201: 0.87}, test=0.86)
     write_run(tmp_path, "hf_baseline", 1, {1: 0.60, 101: 0.80, 201: 0.89}, test=0.88)
     plot_curves(tmp_path)
-    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| ChnSentiCorp"))
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| ChnSentiCorp"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "2"                       # seeds
     assert cells[3] == "89.00 / 90.00"           # ours: mean best dev (0.90, 0.88), mean test
     assert cells[4] == "88.00 / 87.00"
     assert cells[6] == "+1.00 (201)"             # 0.82 - 0.80 at 101, 0.89 - 0.88 at 201; step 1 (-0.20) left out
+    assert "ours - HF on dev: +2.00 ± 2.00 (808); +1.00 ± 2.00 (1,608)" in out   # seeds' differences 0, +4; +3, -1
+    assert "behind at 0 of 2 points, by more than one standard error at 0" in out
     assert (tmp_path / "convergence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
