@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.quantize_speed import annotate, sample_msra, sample_reviews  # noqa: E402
+from benchmarks.timing import interleaved_best  # noqa: E402
 
 
 def main() -> None:
@@ -63,14 +65,15 @@ def fastest_splits(pipelines: dict, table: pa.Table, repeats: int) -> dict[str, 
     """Each pipeline's time split of its fastest run, the runs interleaved."""
     clocks = {path: attach_clocks(nlp) for path, nlp in pipelines.items()}
     best = {}
-    for _ in range(repeats):
-        for path, nlp in pipelines.items():
-            clocks[path].reset()
-            started = time.perf_counter()
-            annotate(nlp, table)
-            split = clocks[path].split(time.perf_counter() - started)
-            if path not in best or split["total_s"] < best[path]["total_s"]:
-                best[path] = split
+
+    def keep_if_fastest(path: str, seconds: float) -> None:
+        split = clocks[path].split(seconds)
+        clocks[path].reset()
+        if path not in best or seconds < best[path]["total_s"]:
+            best[path] = split
+
+    interleaved_best({path: partial(annotate, nlp, table) for path, nlp in pipelines.items()}, repeats,
+                     on_run=keep_if_fastest)
     return best
 
 

@@ -29,7 +29,6 @@ import os
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +38,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.data import SHARED_DATA, read_bio_sentences  # noqa: E402
+from benchmarks.timing import interleaved_best  # noqa: E402
 
 REVIEWS_TSV = SHARED_DATA / "online_shopping_10_cats" / "test.tsv"
 NEWS_BIO = SHARED_DATA / "msra_ner" / "test.bio"
@@ -59,20 +59,8 @@ def main() -> None:
             "w": prepare_bare(model, [text for text in texts if text.strip()], args.batch_size, "(w)"),
             "c": prepare_plain_script(model, texts, args.batch_size),
         }
-        seconds = best_of(runs, args.repeats)
+        _, seconds = interleaved_best(runs, args.repeats)
     report({name: total_chars(texts) / value for name, value in seconds.items()}, texts, args)
-
-
-def best_of(runs: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """The fastest of ``repeats`` timings of each run, the runs interleaved (fair on a busy machine)."""
-    best = {name: float("inf") for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - started)
-            print(f"  ({name}) {best[name]:.1f}s best so far", file=sys.stderr)
-    return best
 
 
 def parse_args() -> argparse.Namespace:

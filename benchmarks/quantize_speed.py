@@ -24,6 +24,7 @@ import json
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,6 +32,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.data import SHARED_DATA, read_bio_sentences, read_tsv_rows  # noqa: E402
+from benchmarks.timing import interleaved_best  # noqa: E402
 
 REVIEWS_TSV = SHARED_DATA / "online_shopping_10_cats" / "test.tsv"
 MSRA_BIO = SHARED_DATA / "msra_ner" / "test.bio"
@@ -116,14 +118,7 @@ def annotate(nlp, table: pa.Table) -> pa.Table:
 
 def best_of(pipelines: dict, table: pa.Table, repeats: int) -> tuple[dict[str, pa.Table], dict[str, float]]:
     """Each pipeline's output and fastest of ``repeats`` timings, the runs interleaved."""
-    outputs, best = {}, {name: float("inf") for name in pipelines}
-    for _ in range(repeats):
-        for name, nlp in pipelines.items():
-            started = time.perf_counter()
-            outputs[name] = annotate(nlp, table)
-            best[name] = min(best[name], time.perf_counter() - started)
-            print(f"  {name} {best[name]:.1f}s best so far", file=sys.stderr)
-    return outputs, best
+    return interleaved_best({name: partial(annotate, nlp, table) for name, nlp in pipelines.items()}, repeats)
 
 
 def entity_sets(table: pa.Table) -> list[set]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.annotate_profile import attach_clocks, ceilings  # noqa: E402
+from benchmarks.annotate_profile import attach_clocks, ceilings, fastest_splits  # noqa: E402
 
 
 def test_the_ceiling_is_what_is_left_when_only_the_layers_shrink():
@@ -33,3 +33,15 @@ def test_the_clock_times_every_layer_inside_the_run(untrained_pipeline):
     assert split["outside_s"] == pytest.approx(split["total_s"] - split["layers_s"] - split["embeddings_s"])
     clock.reset()
     assert clock.seconds == {"layers": 0.0, "embeddings": 0.0}
+
+
+def test_each_pipeline_keeps_the_split_of_its_fastest_run(untrained_pipeline):
+    import pyarrow as pa
+    import spacy
+
+    table = pa.table({"text": ["张三在北京大学读书。", "这家酒店很好。"] * 4})
+    splits = fastest_splits({"p": spacy.load(untrained_pipeline)}, table, 2)
+    split = splits["p"]
+    assert split["n_layers"] == 4
+    assert 0 < split["layers_s"] < split["total_s"]      # one run's layers, not two runs' summed
+    assert split["outside_s"] == pytest.approx(split["total_s"] - split["layers_s"] - split["embeddings_s"])
