@@ -13,8 +13,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.timing import interleaved_best  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
                    or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -31,11 +34,9 @@ def main() -> None:
                         str(ours_output), "--n-sents", str(args.n_sents), "--quiet"]
         spacy_command = [sys.executable, "-m", "spacy", "convert", "-c", "ner", "-n", str(args.n_sents),
                          str(args.input), str(spacy_folder)]
-        ours_times, spacy_times = [], []
-        for _ in range(args.repeats):  # interleaved, so a change in machine load hits both alike
-            ours_times.append(timed_run(ours_command))
-            spacy_times.append(timed_run(spacy_command))
-        ours_seconds, spacy_seconds = min(ours_times), min(spacy_times)
+        _, best = interleaved_best({"ours": partial(run_checked, ours_command),
+                                    "spacy": partial(run_checked, spacy_command)}, args.repeats)
+        ours_seconds, spacy_seconds = best["ours"], best["spacy"]
         spacy_output = spacy_folder / args.input.with_suffix(".spacy").name
         ours_docs, spacy_docs = count_docs(ours_output), count_docs(spacy_output)
     print(f"input: {args.input} ({args.input.stat().st_size / 2**20:.1f} MiB), --n-sents {args.n_sents}, "
@@ -58,14 +59,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def timed_run(command: list[str]) -> float:
-    """The wall-clock seconds of one run of ``command``; exit with its stderr if it fails."""
-    start = time.perf_counter()
+def run_checked(command: list[str]) -> None:
+    """Run ``command``; exit with its stderr if it fails."""
     result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stderr}")
-    return seconds
 
 
 def count_docs(path: Path) -> int:
