@@ -118,11 +118,22 @@ def plot_difference(axis, systems: dict) -> None:
 
 
 def mean_differences(systems: dict) -> list:
-    """(step, examples, ours - HF) of the mean dev curves at the steps both reached, after the
-    first evaluation (one update: both still at chance)."""
-    hf = {step: dev for step, _, dev in mean_curve(systems.get("hf_baseline", []))}
-    return [(step, examples, dev - hf[step]) for step, examples, dev in mean_curve(systems.get("ours", []))
+    """(step, examples, ours - HF) of the mean dev curves over the seeds both systems ran, at the
+    steps both reached, after the first evaluation (one update: both still at chance)."""
+    paired = paired_runs(systems)
+    hf = {step: dev for step, _, dev in mean_curve(paired["hf_baseline"])}
+    return [(step, examples, dev - hf[step]) for step, examples, dev in mean_curve(paired["ours"])
             if step in hf and step > 1]
+
+
+def paired_runs(systems: dict) -> dict:
+    """Each system's runs of the seeds that both systems ran: a seed one system has not run yet
+    (or at all) would compare different seeds' curves."""
+    seeds = {system: {run.get("args", {}).get("seed") for run in systems.get(system, [])}
+             for system in ("ours", "hf_baseline")}
+    common = seeds["ours"] & seeds["hf_baseline"]
+    return {system: [run for run in systems.get(system, []) if run.get("args", {}).get("seed") in common]
+            for system in ("ours", "hf_baseline")}
 
 
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:

@@ -83,3 +83,15 @@ def test_the_error_bars_pair_the_systems_seed_by_seed():
     assert abs(errors[0] - 1.0) < 1e-9                     # differences 0 and +2 points: sd 1.41, se 1.0
     assert abs(errors[1] - 0.5) < 1e-9                     # +1 and 0
     assert paired_standard_errors({"ours": systems["ours"][:1], "hf_baseline": systems["hf_baseline"]}, [101]) is None
+
+
+def test_the_differences_compare_only_seeds_both_systems_ran(tmp_path, capsys):
+    write_run(tmp_path, "ours", 0, {1: 0.5, 101: 0.90, 201: 0.92})
+    write_run(tmp_path, "hf_baseline", 0, {1: 0.5, 101: 0.89, 201: 0.90})
+    write_run(tmp_path, "hf_baseline", 1, {1: 0.5, 101: 0.80, 201: 0.80})   # ours of seed 1 not run yet
+    plot_curves(tmp_path)
+    out = capsys.readouterr().out
+    assert "ours - HF on dev: +1.00 (808); +2.00 (1,608)" in out            # seed 0 against seed 0
+    write_run(tmp_path, "ours", 1, {1: 0.5})                                 # seed 1 started: one point
+    plot_curves(tmp_path)
+    assert "ours - HF on dev:" not in capsys.readouterr().out                # no step after the first reached by both
