@@ -127,9 +127,9 @@ def mean_differences(systems: dict) -> list:
 
 
 def paired_runs(systems: dict) -> dict:
-    """Each system's runs of the seeds that both systems ran: a seed one system has not run yet
-    (or at all) would compare different seeds' curves."""
-    seeds = {system: {run.get("args", {}).get("seed") for run in systems.get(system, [])}
+    """Each system's runs of the seeds that both systems ran (a run without a seed pairs with
+    none): a seed one system has not run yet (or at all) would compare different seeds' curves."""
+    seeds = {system: {run.get("args", {}).get("seed") for run in systems.get(system, [])} - {None}
              for system in ("ours", "hf_baseline")}
     common = seeds["ours"] & seeds["hf_baseline"]
     return {system: [run for run in systems.get(system, []) if run.get("args", {}).get("seed") in common]
@@ -139,10 +139,9 @@ def paired_runs(systems: dict) -> dict:
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
     """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
     None with fewer than two such seeds."""
-    by_seed = {system: {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]}
-                        for run in systems.get(system, []) if "seed" in run.get("args", {})}
-               for system in ("ours", "hf_baseline")}
-    seeds = sorted(set(by_seed["ours"]) & set(by_seed["hf_baseline"]))
+    by_seed = {system: {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in runs}
+               for system, runs in paired_runs(systems).items()}
+    seeds = sorted(by_seed["ours"])
     if len(seeds) < 2:
         return None
     errors = []
