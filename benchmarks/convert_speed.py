@@ -9,7 +9,6 @@ of each is reported.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -17,10 +16,8 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.data import SHARED_DATA  # noqa: E402
 from benchmarks.timing import interleaved_best  # noqa: E402
-
-SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def main() -> None:

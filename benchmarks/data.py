@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 from typing import List, Tuple
 
-SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA",
-                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def read_bio_sentences(path: Path) -> List[Tuple[List[str], List[str]]]:

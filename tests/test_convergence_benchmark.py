@@ -95,3 +95,21 @@ def test_the_differences_compare_only_seeds_both_systems_ran(tmp_path, capsys):
     write_run(tmp_path, "ours", 1, {1: 0.5})                                 # seed 1 started: one point
     plot_curves(tmp_path)
     assert "ours - HF on dev:" not in capsys.readouterr().out                # no step after the first reached by both
+
+
+@pytest.mark.parametrize("variable", [None, ""])
+def test_the_benchmarks_find_the_shared_corpora_beside_the_repository(monkeypatch, variable):
+    import importlib
+
+    import benchmarks.data
+
+    if variable is None:
+        monkeypatch.delenv("SPACY_BERT_ZH_SHARED_DATA", raising=False)
+    else:
+        monkeypatch.setenv("SPACY_BERT_ZH_SHARED_DATA", variable)
+    try:
+        shared = importlib.reload(benchmarks.data).SHARED_DATA
+        assert shared == Path(__file__).resolve().parents[2] / "shared" / "data"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(benchmarks.data)
