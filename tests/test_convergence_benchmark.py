@@ -1,5 +1,6 @@
 """benchmarks/convergence.py's reading of several seeds: the mean curve, the summary and the plot
-(on result files the test writes, not on a training run); the precision it pins."""
+(on result files the test writes, not on a training run); the precision it pins; where the
+benchmarks look for the shared corpora."""
 from __future__ import annotations
 
 import argparse
