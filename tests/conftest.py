@@ -2,6 +2,7 @@
 pipeline and the pipeline of configs/cpu.cfg trained on the embedded corpus."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,31 @@ def trained_pipeline(tmp_path_factory, encoder_path, sample_corpus) -> Path:
         "paths.encoder": str(encoder_path), "training.max_steps": TRAIN_STEPS,
         "training.eval_frequency": TRAIN_STEPS // 2})
     return output / "model-best"
+
+
+# --- helpers of the converter tests -------------------------------------------------------------
+
+
+def write_file(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    """``text`` written to ``path`` in ``encoding``, line ends as given."""
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def blank_zh():
+    import spacy
+
+    return spacy.blank("zh")
+
+
+def load_docs(path: Path) -> list:
+    """The docs of the DocBin at ``path``."""
+    from spacy.tokens import DocBin
+
+    return list(DocBin().from_disk(path).get_docs(blank_zh().vocab))
+
+
+def entities_of(doc) -> list[tuple[int, int, str]]:
+    """``doc``'s entities as (start character, end character, label)."""
+    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]

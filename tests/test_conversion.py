@@ -1,22 +1,19 @@
-"""Tests of the corpus converters (conversion.py, tag_schemes.py) and the ``convert`` CLI on small
-samples written by the tests themselves."""
+"""Tests of the NER converter (ner_conversion.py, tag_schemes.py) and ``convert ner`` on small
+character-per-line files written by the tests themselves (classification: test_cls_conversion.py)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
+from conftest import entities_of, load_docs, write_file
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.conversion import (
     ConversionError,
-    convert_cls,
     convert_ner,
     docs_to_ner_lines,
-    read_cls_docs,
     read_ner_docs,
     write_ner_file,
 )
@@ -56,24 +53,11 @@ def ner_text(scheme: str, separator: str = "\t") -> str:
     return "\n".join(blocks)
 
 
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path.write_bytes(text.encode(encoding))
-    return path
-
-
-def load_docs(path: Path) -> list:
-    return list(DocBin().from_disk(path).get_docs(NLP.vocab))
-
-
-def entities_of(doc) -> list[tuple[int, int, str]]:
-    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
-
-
 # --- NER ----------------------------------------------------------------------------------------
 
 
 def test_ner_bio_docs_keep_text_one_token_per_character(tmp_path):
-    source = write(tmp_path / "train.bio", ner_text("bio"))
+    source = write_file(tmp_path / "train.bio", ner_text("bio"))
     report = convert_ner(source, tmp_path / "train.spacy")
     docs = load_docs(tmp_path / "train.spacy")
     assert [doc.text for doc in docs] == [text for text, _ in SENTENCES]
@@ -92,27 +76,27 @@ def test_ner_bio_docs_keep_text_one_token_per_character(tmp_path):
 
 @pytest.mark.parametrize("scheme", ["bio", "iob1", "bioes", "bilou", "bmes"])
 def test_ner_scheme_is_detected_and_read(tmp_path, scheme):
-    docs = list(read_ner_docs(write(tmp_path / "x.txt", ner_text(scheme, separator=" ")), n_sents=1))
+    docs = list(read_ner_docs(write_file(tmp_path / "x.txt", ner_text(scheme, separator=" ")), n_sents=1))
     assert [entities_of(doc) for doc in docs] == [ents for _, ents in SENTENCES]
 
 
 @pytest.mark.parametrize("scheme", ["bio", "iob1", "bioes", "bilou", "bmes"])
 def test_ner_round_trip_in_each_scheme(tmp_path, scheme):
-    source = write(tmp_path / "x.txt", ner_text(scheme))
+    source = write_file(tmp_path / "x.txt", ner_text(scheme))
     convert_ner(source, tmp_path / "x.spacy", scheme=scheme, n_sents=2)
     write_ner_file(load_docs(tmp_path / "x.spacy"), tmp_path / "back.txt", scheme=scheme)
     assert (tmp_path / "back.txt").read_text(encoding="utf-8") == source.read_text(encoding="utf-8")
 
 
 def test_ner_writer_converts_between_schemes(tmp_path):
-    docs = list(read_ner_docs(write(tmp_path / "x.bmes", ner_text("bmes"))))
+    docs = list(read_ner_docs(write_file(tmp_path / "x.bmes", ner_text("bmes"))))
     assert "\n".join(docs_to_ner_lines(docs, scheme="bio")) + "\n" == ner_text("bio")
 
 
 def test_ner_writer_tags_each_sentence_on_its_own(tmp_path):
     # IOB1: a sentence starting with a PER after one ending with a PER starts with I-, not B-
     text = "张\tI-PER\n三\tI-PER\n\n李\tI-PER\n好\tO\n"
-    docs = list(read_ner_docs(write(tmp_path / "x.iob1", text), scheme="iob1", n_sents=0))
+    docs = list(read_ner_docs(write_file(tmp_path / "x.iob1", text), scheme="iob1", n_sents=0))
     assert "".join(line + "\n" for line in docs_to_ner_lines(docs, scheme="iob1")) == text
     doc = NLP.make_doc("张三李四")  # an entity across a sentence start is cut there
     doc[2].is_sent_start = True
@@ -132,7 +116,7 @@ def test_detect_scheme_iob1_only_when_inside_starts_dominate():
 
 def test_bio_with_a_broken_inside_start_is_repaired_and_counted(tmp_path):
     text = ner_text("bio") + "\n他\tO\n去\tO\n上\tI-LOC\n海\tI-LOC\n"
-    source = write(tmp_path / "train.bio", text)
+    source = write_file(tmp_path / "train.bio", text)
     report = convert_ner(source, tmp_path / "out.spacy")
     docs = load_docs(tmp_path / "out.spacy")
     assert report.scheme == "bio"
@@ -175,7 +159,7 @@ def test_encode_tags_marks_adjacent_entities_in_iob1():
 
 def test_ner_fullwidth_space_is_a_character_and_space_separators_work(tmp_path):
     text = "北 B-LOC\n京\tI-LOC\n\u3000\tO\n好  \t O \n"
-    docs = list(read_ner_docs(write(tmp_path / "x.bio", text)))
+    docs = list(read_ner_docs(write_file(tmp_path / "x.bio", text)))
     assert docs[0].text == "北京\u3000好"
     assert [token.text for token in docs[0]] == ["北", "京", "\u3000", "好"]
     assert entities_of(docs[0]) == [(0, 2, "LOC")]
@@ -183,7 +167,7 @@ def test_ner_fullwidth_space_is_a_character_and_space_separators_work(tmp_path):
 
 def test_ner_n_sents_groups_sentences_and_docstart_starts_a_doc(tmp_path):
     text = "-DOCSTART-\tO\n\n" + ner_text("bio") + "\n-DOCSTART- -X- O O\n\n好\tO\n"
-    report = convert_ner(write(tmp_path / "x.bio", text), tmp_path / "x.spacy", n_sents=2)
+    report = convert_ner(write_file(tmp_path / "x.bio", text), tmp_path / "x.spacy", n_sents=2)
     docs = load_docs(tmp_path / "x.spacy")
     texts = [text for text, _ in SENTENCES]
     assert [doc.text for doc in docs] == [texts[0] + texts[1], texts[2] + texts[3], texts[4], "好"]
@@ -202,7 +186,7 @@ def test_ner_n_sents_groups_sentences_and_docstart_starts_a_doc(tmp_path):
     ("上\tNR\tO", "expected two fields"),
 ])
 def test_ner_bad_lines_name_file_and_line(tmp_path, line, message):
-    source = write(tmp_path / "train.bio", ner_text("bio") + "\n好\tO\n" + line + "\n")
+    source = write_file(tmp_path / "train.bio", ner_text("bio") + "\n好\tO\n" + line + "\n")
     bad_line = len(ner_text("bio").splitlines()) + 3
     with pytest.raises(ConversionError, match=message) as error:
         convert_ner(source, tmp_path / "out.spacy")
@@ -211,7 +195,7 @@ def test_ner_bad_lines_name_file_and_line(tmp_path, line, message):
 
 
 def test_ner_tag_not_of_the_forced_scheme(tmp_path):
-    source = write(tmp_path / "train.bio", "张\tB-PER\n三\tM-PER\n")
+    source = write_file(tmp_path / "train.bio", "张\tB-PER\n三\tM-PER\n")
     with pytest.raises(ConversionError, match=r"train.bio:2: tag 'M-PER' is not a BIO tag"):
         list(read_ner_docs(source, scheme="bio"))
     assert [entities_of(doc) for doc in read_ner_docs(source)] == [[(0, 2, "PER")]]  # BMES, closed at the end
@@ -228,7 +212,7 @@ def test_ner_tag_not_of_the_forced_scheme(tmp_path):
 ])
 def test_ner_strict_turns_repairs_into_errors(tmp_path, scheme, tags, bad_index, detail):
     lines = "".join(f"{char}\t{tag}\n" for char, tag in zip("我们你们", tags))
-    source = write(tmp_path / "train.txt", "好\tO\n\n" + lines)
+    source = write_file(tmp_path / "train.txt", "好\tO\n\n" + lines)
     with pytest.raises(ConversionError, match=f"train.txt:{3 + bad_index}: {detail}"):
         convert_ner(source, tmp_path / "out.spacy", scheme=scheme, strict=True)
     assert not (tmp_path / "out.spacy").exists()
@@ -237,7 +221,7 @@ def test_ner_strict_turns_repairs_into_errors(tmp_path, scheme, tags, bad_index,
 
 
 def test_ner_gbk_needs_the_encoding_flag(tmp_path):
-    source = write(tmp_path / "gbk.bio", ner_text("bio"), encoding="gbk")
+    source = write_file(tmp_path / "gbk.bio", ner_text("bio"), encoding="gbk")
     with pytest.raises(ConversionError, match=r"gbk.bio:1: not valid utf-8.*--encoding gbk"):
         convert_ner(source, tmp_path / "out.spacy")
     report = convert_ner(source, tmp_path / "out.spacy", encoding="gbk")
@@ -258,18 +242,18 @@ def test_ner_bom_and_crlf_are_handled_and_reported(tmp_path):
 
 def test_ner_empty_files_are_errors(tmp_path):
     with pytest.raises(ConversionError, match="empty.bio: the file is empty"):
-        convert_ner(write(tmp_path / "empty.bio", ""), tmp_path / "out.spacy")
+        convert_ner(write_file(tmp_path / "empty.bio", ""), tmp_path / "out.spacy")
     with pytest.raises(ConversionError, match="blank.bio: no sentences found"):
-        convert_ner(write(tmp_path / "blank.bio", "\n\n-DOCSTART-\n\n"), tmp_path / "out.spacy")
+        convert_ner(write_file(tmp_path / "blank.bio", "\n\n-DOCSTART-\n\n"), tmp_path / "out.spacy")
     with pytest.raises(ConversionError, match="missing.bio: no such file"):
         convert_ner(tmp_path / "missing.bio", tmp_path / "out.spacy")
     assert not (tmp_path / "out.spacy").exists()
 
 
 def test_failed_conversion_keeps_the_old_output_and_leaves_no_temporary_file(tmp_path):
-    output = write(tmp_path / "out.spacy", "previous")
+    output = write_file(tmp_path / "out.spacy", "previous")
     with pytest.raises(ConversionError):
-        convert_ner(write(tmp_path / "bad.bio", "好\tO\n好\n"), output)
+        convert_ner(write_file(tmp_path / "bad.bio", "好\tO\n好\n"), output)
     assert output.read_text() == "previous"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.bio", "out.spacy"]
 
@@ -281,163 +265,18 @@ def test_writer_refuses_tokens_with_spaces():
 
 
 def test_progress_bar_goes_to_stderr(tmp_path, capsys):
-    source = write(tmp_path / "x.bio", ner_text("bio"))
+    source = write_file(tmp_path / "x.bio", ner_text("bio"))
     convert_ner(source, tmp_path / "x.spacy", show_progress=True)
     assert "x.bio" in capsys.readouterr().err
     convert_ner(source, tmp_path / "x.spacy", show_progress=False)
     assert capsys.readouterr().err == ""
 
 
-# --- classification ----------------------------------------------------------------------------
-
-
-TSV_ROWS = [
-    ("体育", "主队三比一获胜\t客队不服"),
-    ("财经", "股市今天上涨\u3000两个百分点"),
-    ("体育", " 前后有空格的标题 "),
-    ("科技", "New手机 发布2024"),
-]
-
-
-def tsv_text() -> str:
-    return "".join(f"{label}\t{text}\n" for label, text in TSV_ROWS)
-
-
-def test_cls_tsv_keeps_texts_and_one_hot_cats(tmp_path):
-    report = convert_cls(write(tmp_path / "train.tsv", tsv_text()), tmp_path / "train.spacy")
-    docs = load_docs(tmp_path / "train.spacy")
-    assert [doc.text for doc in docs] == [text for _, text in TSV_ROWS]
-    for doc, (label, text) in zip(docs, TSV_ROWS):
-        assert [token.text for token in doc] == [token.text for token in NLP.make_doc(text)]
-        assert doc.cats == {name: float(name == label) for name in ("体育", "科技", "财经")}
-    assert report.docs_per_class == {"体育": 2, "科技": 1, "财经": 1}
-    assert report.docs == 4 and report.characters == sum(len(text) for _, text in TSV_ROWS)
-
-
-def test_cls_fixed_label_set(tmp_path):
-    source = write(tmp_path / "dev.tsv", tsv_text())
-    docs = list(read_cls_docs(source, labels=["财经", "体育", "科技", "娱乐"]))
-    assert list(docs[0].cats) == ["财经", "体育", "科技", "娱乐"]
-    assert [sum(doc.cats.values()) for doc in docs] == [1.0] * 4
-    with pytest.raises(ConversionError, match=r"dev.tsv:4: label '科技' is not one of --labels"):
-        list(read_cls_docs(source, labels=["财经", "体育"]))
-
-
-def test_cls_multilabel(tmp_path):
-    source = write(tmp_path / "x.tsv", "体育|财经\t球队上市\n科技\t新芯片\n")
-    docs = list(read_cls_docs(source, multilabel=True))
-    assert [doc.cats for doc in docs] == [{"体育": 1.0, "科技": 0.0, "财经": 1.0},
-                                          {"体育": 0.0, "科技": 1.0, "财经": 0.0}]
-    source = write(tmp_path / "x.jsonl", '{"label": ["体育", "财经"], "text": "球队上市"}\n')
-    assert list(read_cls_docs(source, multilabel=True))[0].cats == {"体育": 1.0, "财经": 1.0}
-    with pytest.raises(ConversionError, match=r"x.jsonl:1: a list of labels .* needs --multilabel"):
-        list(read_cls_docs(source))
-
-
-def test_cls_csv_with_fields_and_quoted_newline(tmp_path):
-    text = 'id,类别,内容\n1,正面,"很好,很满意"\n2,负面,"第一行\n第二行"\n'
-    source = write(tmp_path / "x.csv", text.replace("\n", "\r\n"))
-    docs = list(read_cls_docs(source, label_field="类别", text_field="内容"))
-    assert [doc.text for doc in docs] == ["很好,很满意", "第一行\r\n第二行"]  # line break as written
-    assert [doc.cats["正面"] for doc in docs] == [1.0, 0.0]
-    with pytest.raises(ConversionError, match=r"x.csv:1: no column 'label' \(columns: id, 类别, 内容\)"):
-        list(read_cls_docs(source, text_field="内容"))
-
-
-@pytest.mark.parametrize("row_end", ["\n", "\r\n"])
-@pytest.mark.parametrize("text", ["0\r\n", "a\r\nb", "a\nb\r", "a\rb"])
-def test_cls_csv_quoted_line_ends_are_kept(tmp_path, row_end, text):
-    source = write(tmp_path / "x.csv", f'label,text{row_end}0,"{text}"{row_end}1,b{row_end}')
-    assert [doc.text for doc in read_cls_docs(source)] == [text, "b"]
-
-
-def test_cls_csv_row_with_wrong_field_count(tmp_path):
-    source = write(tmp_path / "x.csv", "label,text\n正面,好\n负面\n")
-    with pytest.raises(ConversionError, match="x.csv:3: 1 fields, but the header has 2"):
-        list(read_cls_docs(source))
-
-
-def test_cls_jsonl_clue_style(tmp_path):
-    rows = [{"label": "102", "label_desc": "news_story", "sentence": "一个编的新闻故事"},
-            {"label": 103, "label_desc": "news_culture", "sentence": "文化节\u3000开幕"}]
-    source = write(tmp_path / "train.json", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-    docs = list(read_cls_docs(source))
-    assert [doc.text for doc in docs] == [row["sentence"] for row in rows]
-    assert [doc.cats for doc in docs] == [{"102": 1.0, "103": 0.0}, {"102": 0.0, "103": 1.0}]
-    desc_docs = list(read_cls_docs(source, label_field="label_desc"))
-    assert desc_docs[1].cats["news_culture"] == 1.0
-
-
-def test_cls_jsonl_errors(tmp_path):
-    source = write(tmp_path / "x.jsonl", '{"label": "a", "text": "好"}\n{"label": "b", "text": 1\n')
-    with pytest.raises(ConversionError, match=r"x.jsonl:2: invalid JSON"):
-        list(read_cls_docs(source))
-    source = write(tmp_path / "x.jsonl", '{"label": "a", "text": "好"}\n{"lab": "b", "text": "坏"}\n')
-    with pytest.raises(ConversionError, match=r"x.jsonl:2: no field 'label' \(fields: lab, text\)"):
-        list(read_cls_docs(source))
-    with pytest.raises(ConversionError, match=r"x.jsonl:1: no field 'content' \(fields: label, text\)"):
-        list(read_cls_docs(source, text_field="content"))
-
-
-def test_cls_jsonl_lone_surrogate_escape_is_a_row_error(tmp_path):
-    source = write(tmp_path / "x.jsonl", '{"label": "a", "text": "好"}\n{"label": 0, "text": "\\ud800"}\n'
-                                         '{"label": "\\udfff", "text": "好"}\n')
-    with pytest.raises(ConversionError, match=r"x.jsonl:2: the text holds a lone surrogate '\\ud800' at character 1"):
-        convert_cls(source, tmp_path / "out.spacy")
-    assert not (tmp_path / "out.spacy").exists()
-    report = convert_cls(source, tmp_path / "out.spacy", skip_invalid=True)
-    assert [row["line"] for row in report.skipped] == [2, 3]
-    assert "label '\\udfff' holds a lone surrogate" in report.skipped[1]["reason"]
-    assert [doc.text for doc in load_docs(tmp_path / "out.spacy")] == ["好"]
-
-
-@pytest.mark.parametrize("line, message", [
-    ("体育 没有制表符", "no TAB between label and text"),
-    ("体育\t", "empty text"),
-    ("体育\t\u3000 ", "empty text"),
-    ("\t没有标签", "empty label"),
-])
-def test_cls_bad_rows_fail_with_line_or_are_skipped(tmp_path, line, message):
-    source = write(tmp_path / "train.tsv", tsv_text() + line + "\n" + "财经\t最后一行\n")
-    bad_line = len(TSV_ROWS) + 1
-    with pytest.raises(ConversionError, match=f"train.tsv:{bad_line}: {message}"):
-        convert_cls(source, tmp_path / "out.spacy")
-    assert not (tmp_path / "out.spacy").exists()
-    report = convert_cls(source, tmp_path / "out.spacy", skip_invalid=True)
-    assert [row["line"] for row in report.skipped] == [bad_line]
-    assert report.skipped[0]["reason"].startswith(message)
-    assert len(load_docs(tmp_path / "out.spacy")) == len(TSV_ROWS) + 1
-    assert "skipped 1 invalid rows" in report.summary()
-
-
-def test_cls_encodings_bom_crlf(tmp_path):
-    gbk = write(tmp_path / "gbk.tsv", tsv_text(), encoding="gbk")
-    with pytest.raises(ConversionError, match=r"gbk.tsv:1: not valid utf-8.*--encoding gbk"):
-        convert_cls(gbk, tmp_path / "out.spacy")
-    assert [doc.text for doc in read_cls_docs(gbk, encoding="gbk")] == [text for _, text in TSV_ROWS]
-    bom = tmp_path / "bom.tsv"
-    bom.write_bytes(b"\xef\xbb\xbf" + tsv_text().replace("\n", "\r\n").encode("utf-8"))
-    report = convert_cls(bom, tmp_path / "out.spacy")
-    docs = load_docs(tmp_path / "out.spacy")
-    assert [doc.text for doc in docs] == [text for _, text in TSV_ROWS]
-    assert "体育" in docs[0].cats and "\ufeff体育" not in docs[0].cats
-    assert report.bom_stripped and report.crlf_lines == len(TSV_ROWS)
-
-
-def test_cls_format_from_extension_or_forced(tmp_path):
-    source = write(tmp_path / "train.data", tsv_text())
-    with pytest.raises(ConversionError, match=r"cannot tell the format.*--format"):
-        list(read_cls_docs(source))
-    assert len(list(read_cls_docs(source, file_format="tsv"))) == len(TSV_ROWS)
-    with pytest.raises(ConversionError, match="empty.tsv: the file is empty"):
-        list(read_cls_docs(write(tmp_path / "empty.tsv", "")))
-
-
 # --- CLI ----------------------------------------------------------------------------------------
 
 
 def test_cli_convert_ner_prints_summary_and_writes_report(tmp_path):
-    source = write(tmp_path / "train.bio", ner_text("bio"))
+    source = write_file(tmp_path / "train.bio", ner_text("bio"))
     result = CliRunner().invoke(app, ["convert", "ner", str(source), str(tmp_path / "out.spacy"),
                                       "--n-sents", "5", "--report", str(tmp_path / "report.json")])
     assert result.exit_code == 0, result.output
@@ -447,7 +286,7 @@ def test_cli_convert_ner_prints_summary_and_writes_report(tmp_path):
 
 
 def test_cli_convert_errors_exit_1_without_traceback(tmp_path):
-    source = write(tmp_path / "train.bio", "好\tO\n人\tM-PER\n")
+    source = write_file(tmp_path / "train.bio", "好\tO\n人\tM-PER\n")
     result = CliRunner().invoke(app, ["convert", "ner", str(source), str(tmp_path / "out.spacy"),
                                       "--scheme", "bio", "--quiet"])
     assert result.exit_code == 1
@@ -457,17 +296,6 @@ def test_cli_convert_errors_exit_1_without_traceback(tmp_path):
 
 
 def test_cli_unknown_scheme_is_a_clear_error(tmp_path):
-    source = write(tmp_path / "train.bio", ner_text("bio"))
+    source = write_file(tmp_path / "train.bio", ner_text("bio"))
     result = CliRunner().invoke(app, ["convert", "ner", str(source), str(tmp_path / "out.spacy"), "--scheme", "bo"])
     assert result.exit_code == 1 and "unknown tag scheme 'bo'" in result.output
-
-
-def test_cli_convert_cls_with_labels_and_skip_invalid(tmp_path):
-    source = write(tmp_path / "dev.tsv", tsv_text() + "坏行\n")
-    output = tmp_path / "dev.spacy"
-    result = CliRunner().invoke(app, ["convert", "cls", str(source), str(output), "--labels", "体育,财经,科技,娱乐",
-                                      "--skip-invalid", "--report", str(tmp_path / "r.json")])
-    assert result.exit_code == 0, result.output
-    assert "娱乐 0" in result.output and "skipped 1 invalid rows (lines 5)" in result.output
-    assert json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["skipped"][0]["line"] == 5
-    assert list(load_docs(output)[0].cats) == ["体育", "财经", "科技", "娱乐"]

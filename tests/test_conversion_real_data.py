@@ -6,14 +6,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import spacy
-from spacy.tokens import DocBin
 
+from conftest import load_docs
 from spacy_bert_zh.conversion import convert_cls, convert_ner, write_ner_file
 
 SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
                    or Path(__file__).resolve().parents[2] / "shared" / "data")
-NLP = spacy.blank("zh")
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared corpora not found at {SHARED_DATA} "
                                                                   f"(set SPACY_BERT_ZH_SHARED_DATA to their folder)")
@@ -25,10 +23,6 @@ def corpus(relative: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found: the shared corpora are absent (set SPACY_BERT_ZH_SHARED_DATA)")
     return path
-
-
-def load_docs(path: Path) -> list:
-    return list(DocBin().from_disk(path).get_docs(NLP.vocab))
 
 
 def without_trailing_blank_lines(lines: list[str]) -> list[str]:

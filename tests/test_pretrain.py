@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import TEXTCAT_LABELS, build_untrained_pipeline
 from spacy_bert_zh.cli import app
-from spacy_bert_zh.mlm_data import (IGNORE, MaskTokens, PretrainError, Sequence, chunk_bounds, encode_texts,
+from spacy_bert_zh.mlm_data import (IGNORE, MaskTokens, PretrainError, chunk_bounds, encode_texts,
                                     iter_texts, load_segmenter, mask_batch, piece_words, shuffled,
                                     training_texts)
 from spacy_bert_zh.pretrain import PretrainOptions, load_masked_lm, pretrain, score_masked_lm

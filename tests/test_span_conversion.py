@@ -8,17 +8,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import spacy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
+from conftest import entities_of, load_docs, write_file
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.conversion import ConversionError, docs_to_ner_lines
 from spacy_bert_zh.span_conversion import convert_spans, read_span_docs
 
-NLP = spacy.blank("zh")
 
 # CLUENER's exact layout (json.dumps with ensure_ascii=False), invented sentences, all 10 types;
 # 黄山风景区 occurs twice on line 3.
@@ -32,26 +30,13 @@ CLUENER_SAMPLE = """\
 CLUENER_TEST_LINE = '{"id": 0, "text": "明天去青石镇看看。"}\n'
 
 
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def jsonl(*records) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
-def load_docs(path: Path) -> list:
-    return list(DocBin().from_disk(path).get_docs(NLP.vocab))
-
-
-def entities_of(doc) -> list[tuple[int, int, str]]:
-    return [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents]
-
-
 def convert(tmp_path: Path, name: str, text: str, **options):
     """Write ``text`` to ``name``, convert it; the docs read back and the report."""
-    report = convert_spans(write(tmp_path / name, text), tmp_path / "out.spacy", show_progress=False, **options)
+    report = convert_spans(write_file(tmp_path / name, text), tmp_path / "out.spacy", show_progress=False, **options)
     return load_docs(tmp_path / "out.spacy"), report
 
 
@@ -139,11 +124,11 @@ def test_labelstudio_text_field(tmp_path):
 
 
 def test_format_given_overrides_detection(tmp_path):
-    source = write(tmp_path / "x.jsonl", CLUENER_TEST_LINE)
+    source = write_file(tmp_path / "x.jsonl", CLUENER_TEST_LINE)
     report = convert_spans(source, tmp_path / "o.spacy", file_format="doccano")
     assert report.format == "doccano" and not report.format_detected
     with pytest.raises(ConversionError, match="is it a Label Studio export"):
-        convert_spans(write(tmp_path / "ls.json", "[]"), tmp_path / "o.spacy", file_format="cluener")
+        convert_spans(write_file(tmp_path / "ls.json", "[]"), tmp_path / "o.spacy", file_format="cluener")
     with pytest.raises(ValueError, match="unknown format 'brat'"):
         convert_spans(source, tmp_path / "o.spacy", file_format="brat")
 
@@ -159,7 +144,7 @@ def test_text_kept_exactly_with_spaces_and_line_ends(tmp_path):
 
 
 def test_mismatched_entity_text_names_file_line_and_both_strings(tmp_path):
-    source = write(tmp_path / "dev.json", CLUENER_SAMPLE.replace("[[7, 10]]", "[[6, 9]]"))
+    source = write_file(tmp_path / "dev.json", CLUENER_SAMPLE.replace("[[7, 10]]", "[[6, 9]]"))
     with pytest.raises(ConversionError) as caught:
         convert_spans(source, tmp_path / "o.spacy")
     assert (caught.value.path, caught.value.line) == (str(source), 2)
@@ -171,7 +156,7 @@ def test_mismatched_entity_text_names_file_line_and_both_strings(tmp_path):
 def test_labelstudio_errors_name_the_task_line_and_index(tmp_path):
     tasks = [labelstudio_task("张三", [ls_result(0, 2, "PER", "张三")]),
              labelstudio_task("李四去上海", [ls_result(3, 5, "LOC", "上 海")], task_id=9)]
-    source = write(tmp_path / "export.json", json.dumps(tasks, ensure_ascii=False, indent=2))
+    source = write_file(tmp_path / "export.json", json.dumps(tasks, ensure_ascii=False, indent=2))
     second_task_line = source.read_text(encoding="utf-8").splitlines().index("  {", 2) + 1
     with pytest.raises(ConversionError, match=rf"export.json:{second_task_line}: task index 1 \(id 9\): "
                                               r"span LOC \[3, 5\): the text has '上海' there, the file says '上 海'"):
@@ -182,13 +167,13 @@ def test_utf16_offsets_get_a_hint(tmp_path):
     # JavaScript counts the astral 𠀀 as two units, so Label Studio's offsets after it are one too high.
     task = labelstudio_task("𠀀字在北京", [ls_result(4, 6, "LOC", "北京")])
     with pytest.raises(ConversionError, match="count UTF-16 code units"):
-        convert_spans(write(tmp_path / "e.json", json.dumps([task])), tmp_path / "o.spacy")
+        convert_spans(write_file(tmp_path / "e.json", json.dumps([task])), tmp_path / "o.spacy")
 
 
 def test_labelstudio_result_with_two_labels_is_an_error(tmp_path):
     task = labelstudio_task("张三", [ls_result(0, 2, ["PER", "ORG"])])
     with pytest.raises(ConversionError, match=r"expected exactly one label, got \[\"PER\", \"ORG\"\]"):
-        convert_spans(write(tmp_path / "e.json", json.dumps([task])), tmp_path / "o.spacy")
+        convert_spans(write_file(tmp_path / "e.json", json.dumps([task])), tmp_path / "o.spacy")
 
 
 @pytest.mark.parametrize("span, message", [
@@ -202,7 +187,7 @@ def test_labelstudio_result_with_two_labels_is_an_error(tmp_path):
     ([0, 2], "expected [start, end, label] for each span"),
 ])
 def test_bad_offsets_are_errors_naming_the_line(tmp_path, span, message):
-    source = write(tmp_path / "d.jsonl", jsonl({"text": "很好", "label": []}, {"text": "我在北京", "label": [span]}))
+    source = write_file(tmp_path / "d.jsonl", jsonl({"text": "很好", "label": []}, {"text": "我在北京", "label": [span]}))
     with pytest.raises(ConversionError) as caught:
         convert_spans(source, tmp_path / "o.spacy", file_format="doccano")
     assert caught.value.line == 2 and message in str(caught.value)
@@ -210,7 +195,7 @@ def test_bad_offsets_are_errors_naming_the_line(tmp_path, span, message):
 
 
 def test_cluener_end_past_the_text_is_out_of_range(tmp_path):
-    source = write(tmp_path / "c.json", jsonl({"text": "我在北京", "label": {"address": {"京": [[3, 4]]}}}))
+    source = write_file(tmp_path / "c.json", jsonl({"text": "我在北京", "label": {"address": {"京": [[3, 4]]}}}))
     with pytest.raises(ConversionError, match=r"c.json:1: span address '京' \[3, 4\] \(end inclusive\): out of range"):
         convert_spans(source, tmp_path / "o.spacy")
 
@@ -220,7 +205,7 @@ OVERLAPPING = {"text": "华为云计算", "label": [[0, 2, "ORG"], [1, 5, "PRODU
 
 
 def test_overlapping_spans_are_an_error_naming_both(tmp_path):
-    source = write(tmp_path / "o.jsonl", jsonl({"text": "好", "label": []}, OVERLAPPING))
+    source = write_file(tmp_path / "o.jsonl", jsonl({"text": "好", "label": []}, OVERLAPPING))
     with pytest.raises(ConversionError, match=r"o.jsonl:2: overlapping spans ORG '华为' \[0, 2\) and "
                                               r"PRODUCT '为云计算' \[1, 5\) \(use --overlap longest"):
         convert_spans(source, tmp_path / "o.spacy")
@@ -261,7 +246,7 @@ def test_unknown_fields_are_reported_or_errors_under_strict(tmp_path):
 def test_empty_texts_and_bad_json_are_invalid_records(tmp_path):
     text = jsonl({"text": "张三", "label": {}}, {"text": "", "label": {}}) + "{not json\n" \
         + jsonl({"text": " \n", "label": {}}, {"label": {}})
-    source = write(tmp_path / "c.json", text)
+    source = write_file(tmp_path / "c.json", text)
     with pytest.raises(ConversionError, match="c.json:2: empty text .use --skip-invalid"):
         convert_spans(source, tmp_path / "o.spacy")
     docs, report = convert(tmp_path, "c.json", text, skip_invalid=True)
@@ -274,11 +259,11 @@ def test_empty_texts_and_bad_json_are_invalid_records(tmp_path):
 
 
 def test_broken_labelstudio_json_names_the_line(tmp_path):
-    source = write(tmp_path / "e.json", '[\n  {"id": 1, "data": {"text": "好"}},\n  {"id": 2,, }\n]\n')
+    source = write_file(tmp_path / "e.json", '[\n  {"id": 1, "data": {"text": "好"}},\n  {"id": 2,, }\n]\n')
     with pytest.raises(ConversionError, match="e.json:3: invalid JSON"):
         convert_spans(source, tmp_path / "o.spacy")
     with pytest.raises(ConversionError, match="e.json: the file is empty"):
-        convert_spans(write(tmp_path / "e.json", ""), tmp_path / "o.spacy")
+        convert_spans(write_file(tmp_path / "e.json", ""), tmp_path / "o.spacy")
 
 
 def test_bom_and_crlf_are_read(tmp_path):
@@ -289,7 +274,7 @@ def test_bom_and_crlf_are_read(tmp_path):
 
 
 def test_progress_bar_goes_to_stderr(tmp_path, capsys):
-    source = write(tmp_path / "export.json", json.dumps([labelstudio_task("好", [])]))
+    source = write_file(tmp_path / "export.json", json.dumps([labelstudio_task("好", [])]))
     convert_spans(source, tmp_path / "o.spacy", show_progress=True)
     assert "export.json" in capsys.readouterr().err
 
@@ -306,7 +291,7 @@ def test_docs_round_trip_through_ner_lines(tmp_path):
 
 
 def test_cli_convert_spans_prints_summary_and_writes_report(tmp_path):
-    source = write(tmp_path / "train.json", CLUENER_SAMPLE + CLUENER_TEST_LINE)
+    source = write_file(tmp_path / "train.json", CLUENER_SAMPLE + CLUENER_TEST_LINE)
     result = CliRunner().invoke(app, ["convert", "spans", str(source), str(tmp_path / "out.spacy"),
                                       "--report", str(tmp_path / "r.json"), "--quiet"])
     assert result.exit_code == 0, result.output
@@ -317,7 +302,7 @@ def test_cli_convert_spans_prints_summary_and_writes_report(tmp_path):
 
 
 def test_cli_convert_spans_errors_exit_1_and_overlap_option(tmp_path):
-    source = write(tmp_path / "o.jsonl", jsonl(OVERLAPPING))
+    source = write_file(tmp_path / "o.jsonl", jsonl(OVERLAPPING))
     output = tmp_path / "out.spacy"
     result = CliRunner().invoke(app, ["convert", "spans", str(source), str(output), "--format", "doccano"])
     assert result.exit_code == 1 and f"{source}:1: overlapping spans" in result.output
@@ -330,7 +315,7 @@ def test_cli_convert_spans_errors_exit_1_and_overlap_option(tmp_path):
 
 def test_read_span_docs_without_a_report():
     with tempfile.TemporaryDirectory() as folder:
-        source = write(Path(folder) / "c.json", CLUENER_TEST_LINE)
+        source = write_file(Path(folder) / "c.json", CLUENER_TEST_LINE)
         assert [doc.text for doc in read_span_docs(source)] == ["明天去青石镇看看。"]
 
 
@@ -368,7 +353,7 @@ def as_format(file_format: str, text: str, spans: list) -> str:
 def test_random_disjoint_spans_round_trip(text_spans, file_format):
     text, spans = text_spans
     with tempfile.TemporaryDirectory() as folder:
-        source = write(Path(folder) / "in.json", as_format(file_format, text, spans))
+        source = write_file(Path(folder) / "in.json", as_format(file_format, text, spans))
         report = convert_spans(source, Path(folder) / "out.spacy", show_progress=False)
         doc, = load_docs(Path(folder) / "out.spacy")
     assert doc.text == text and len(doc) == len(text)
