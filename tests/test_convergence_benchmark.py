@@ -1,6 +1,6 @@
 """benchmarks/convergence.py's reading of several seeds: the mean curve, the summary and the plot
 (on result files the test writes, not on a training run); the precision it pins; where the
-benchmarks look for the shared corpora."""
+benchmarks look for the shared corpora; padding_cost.py's count of the encoder's work."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +16,9 @@ from benchmarks.convergence import run_arguments, set_cpu_bf16  # noqa: E402
 from benchmarks.convergence_results import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
                                             result_path)
 from benchmarks.data import one_task_config  # noqa: E402
+from benchmarks.padding_cost import our_window_lengths, padded_cost  # noqa: E402
+
+CPU_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu.cfg"
 
 
 def write_run(results: Path, system: str, seed: int, devs: dict, test: float = None) -> None:
@@ -114,3 +117,15 @@ def test_the_benchmarks_find_the_shared_corpora_beside_the_repository(monkeypatc
     finally:
         monkeypatch.undo()
         importlib.reload(benchmarks.data)
+
+
+def test_a_padded_batch_costs_its_longest_window_for_every_window():
+    assert padded_cost([3, 5, 4]) == (15, 75)
+
+
+def test_our_windows_are_the_configs_whole_text_spans(encoder_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
+    short, long = "好评", "很" * 600          # cpu.cfg: windows of 500 characters every 448
+    assert our_window_lengths([short, long], CPU_CONFIG, tokenizer) == [[4], [502, 154]]
