@@ -56,7 +56,8 @@ def main() -> None:
     texts = [text for _, text in rows] if task.kind == "cls" else ["".join(chars) for chars, _ in rows]
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     ours = our_window_lengths(texts, args.config, tokenizer)
-    hf = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MAX_WORDPIECES)["input_ids"]]
+    full = [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    hf = [min(n, MAX_WORDPIECES) for n in full]        # the baseline's truncation
     order = training_order(len(texts), args.steps * args.batch_size, args.seed)
     totals = {"ours": [0, 0], "hf": [0, 0]}
     for start in range(0, args.steps * args.batch_size, args.batch_size):
@@ -67,7 +68,7 @@ def main() -> None:
             totals[system][1] += attention
     print(f"{args.task}, {args.steps} steps of {args.batch_size} (seed {args.seed}): "
           f"{sum(len(w) > 1 for w in ours)} of {len(texts)} texts in more than one window, "
-          f"{sum(n == MAX_WORDPIECES for n in hf)} truncated by the HF baseline")
+          f"{sum(n > MAX_WORDPIECES for n in full)} truncated by the HF baseline")
     print(f"padded positions ours / HF {totals['ours'][0] / totals['hf'][0]:.2f} "
           f"({totals['ours'][0]:,} / {totals['hf'][0]:,}); "
           f"attention ours / HF {totals['ours'][1] / totals['hf'][1]:.2f}")
