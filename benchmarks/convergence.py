@@ -175,8 +175,7 @@ def write_in_baseline_order(task: Task, docbin: Path, args) -> list:
 
     nlp = spacy.blank("zh")
     docs = list(DocBin().from_disk(docbin).get_docs(nlp.vocab))
-    rows = read_split(task, "train")
-    texts = [text for _, text in rows] if task.kind == "cls" else ["".join(chars) for chars, _ in rows]
+    texts = split_texts(task, "train")
     if [doc.text for doc in docs] != texts:
         sys.exit(f"{docbin}: the converted training docs differ from the baseline's examples")
     order = training_order(len(docs), (args.max_steps + 1) * args.batch_size, args.seed)  # steps 0 to max
@@ -253,6 +252,12 @@ def train_baseline(task: Task, encoder: str, args, steps: list, result: dict, ou
 def read_split(task: Task, split: str) -> list:
     path = SHARED_DATA / task.folder / f"{split}.{task.suffix}"
     return read_bio_sentences(path) if task.kind == "ner" else read_tsv_rows(path)
+
+
+def split_texts(task: Task, split: str) -> list:
+    """The texts of a split, in file order (an NER sentence's characters joined)."""
+    rows = read_split(task, split)
+    return [text for _, text in rows] if task.kind == "cls" else ["".join(chars) for chars, _ in rows]
 
 
 def save(result: dict, output: Path) -> None:

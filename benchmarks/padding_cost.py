@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.convergence import TASKS, read_split  # noqa: E402
+from benchmarks.convergence import TASKS, split_texts  # noqa: E402
 from benchmarks.hf_baseline import MAX_WORDPIECES, training_order  # noqa: E402
 
 
@@ -51,9 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    task = TASKS[args.task]
-    rows = read_split(task, "train")
-    texts = [text for _, text in rows] if task.kind == "cls" else ["".join(chars) for chars, _ in rows]
+    texts = split_texts(TASKS[args.task], "train")
     tokenizer = AutoTokenizer.from_pretrained(args.encoder)
     ours = our_window_lengths(texts, args.config, tokenizer)
     full = [len(ids) for ids in tokenizer(texts)["input_ids"]]

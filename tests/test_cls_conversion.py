@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import spacy
 from typer.testing import CliRunner
 
-from conftest import load_docs, write_file
+from conftest import blank_zh, load_docs, write_file
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.conversion import ConversionError, convert_cls, read_cls_docs
-
-NLP = spacy.blank("zh")
 
 TSV_ROWS = [
     ("体育", "主队三比一获胜\t客队不服"),
@@ -31,7 +28,7 @@ def test_cls_tsv_keeps_texts_and_one_hot_cats(tmp_path):
     docs = load_docs(tmp_path / "train.spacy")
     assert [doc.text for doc in docs] == [text for _, text in TSV_ROWS]
     for doc, (label, text) in zip(docs, TSV_ROWS):
-        assert [token.text for token in doc] == [token.text for token in NLP.make_doc(text)]
+        assert [token.text for token in doc] == [token.text for token in blank_zh().make_doc(text)]
         assert doc.cats == {name: float(name == label) for name in ("体育", "科技", "财经")}
     assert report.docs_per_class == {"体育": 2, "科技": 1, "财经": 1}
     assert report.docs == 4 and report.characters == sum(len(text) for _, text in TSV_ROWS)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import spacy
 from typer.testing import CliRunner
 
-from conftest import entities_of, load_docs, write_file
+from conftest import blank_zh, entities_of, load_docs, write_file
 from spacy_bert_zh.cli import app
 from spacy_bert_zh.conversion import (
     ConversionError,
@@ -18,8 +17,6 @@ from spacy_bert_zh.conversion import (
     write_ner_file,
 )
 from spacy_bert_zh.tag_schemes import decode_entities, detect_scheme, encode_tags
-
-NLP = spacy.blank("zh")
 
 # Invented sentences and their entities (start, end, label) in characters.
 SENTENCES = [
@@ -98,7 +95,7 @@ def test_ner_writer_tags_each_sentence_on_its_own(tmp_path):
     text = "张\tI-PER\n三\tI-PER\n\n李\tI-PER\n好\tO\n"
     docs = list(read_ner_docs(write_file(tmp_path / "x.iob1", text), scheme="iob1", n_sents=0))
     assert "".join(line + "\n" for line in docs_to_ner_lines(docs, scheme="iob1")) == text
-    doc = NLP.make_doc("张三李四")  # an entity across a sentence start is cut there
+    doc = blank_zh().make_doc("张三李四")  # an entity across a sentence start is cut there
     doc[2].is_sent_start = True
     doc.ents = [doc.char_span(1, 3, "PER")]
     assert list(docs_to_ner_lines([doc], scheme="bioes")) == ["张\tO", "三\tS-PER", "", "李\tS-PER", "四\tO"]
@@ -259,7 +256,7 @@ def test_failed_conversion_keeps_the_old_output_and_leaves_no_temporary_file(tmp
 
 
 def test_writer_refuses_tokens_with_spaces():
-    doc = NLP.make_doc("我 爱")
+    doc = blank_zh().make_doc("我 爱")
     with pytest.raises(ValueError, match="cannot be written"):
         list(docs_to_ner_lines([doc]))
 
