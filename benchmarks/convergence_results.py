@@ -57,8 +57,9 @@ def mean_curve(seeds: list) -> list:
 
 def plot_curves(results: Path) -> None:
     """``results``/convergence.png: one column per task; on top, dev score against examples seen,
-    both systems (the mean over seeds, and each seed faintly when there are several); below, the
-    difference of the mean curves (ours - HF). Then the summary table."""
+    both systems (the mean over the seeds both ran, see
+    ``comparable_runs``, and each seed faintly when there are several);
+    below, the difference of the mean curves (ours - HF). Then the summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +71,7 @@ def plot_curves(results: Path) -> None:
     figure, axes = plt.subplots(2, len(runs), figsize=(5.5 * len(runs), 5.5), squeeze=False, sharex="col",
                                 gridspec_kw={"height_ratios": (3, 1)})
     for column, (name, systems) in enumerate(runs.items()):
-        plot_task(axes[0][column], name, systems)
+        plot_task(axes[0][column], name, comparable_runs(systems))
         plot_difference(axes[1][column], systems)
     figure.tight_layout()
     png = results / "convergence.png"
@@ -136,6 +137,23 @@ def paired_runs(systems: dict) -> dict:
             for system in ("ours", "hf_baseline")}
 
 
+def comparable_runs(systems: dict) -> dict:
+    """The runs the plot's curves and the summary average: the seeds both systems ran, once there
+    is one (a mean of HF over seeds 0 and 1 against ours of seed 0 alone would compare different
+    batches); until then, every run (one system alone, or unpaired seeds)."""
+    paired = paired_runs(systems)
+    if not paired["ours"]:
+        return systems
+    return {system: runs for system, runs in paired.items() if runs}
+
+
+def unpaired_runs(systems: dict) -> list:
+    """(system, seed) of each run that ``comparable_runs`` leaves out."""
+    kept = comparable_runs(systems)
+    return [(system, run.get("args", {}).get("seed")) for system, runs in systems.items() for run in runs
+            if run not in kept.get(system, [])]
+
+
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
     """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
     None with fewer than two such seeds."""
@@ -153,12 +171,13 @@ def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
 
 
 def print_summary(runs: dict) -> None:
-    """A Markdown row per task: mean test scores of the best dev checkpoints, the published
-    figure, and the smallest difference of the mean dev curves (ours - HF) and where, after the
-    first evaluation (one update: both still at chance)."""
+    """A Markdown row per task: mean test scores of the best dev checkpoints (of the seeds both
+    systems ran, once there is one), the published figure, and the smallest difference of the mean
+    dev curves (ours - HF) and where, after the first evaluation (one update: both at chance)."""
     print("| task | seeds | steps (examples) | ours: best dev / test | HF: best dev / test | published | ours - HF on dev, min (step) |")
     print("|---|---|---|---|---|---|---|")
     for name, systems in runs.items():
+        systems = comparable_runs(systems)
         ours = mean_curve(systems.get("ours", []))
         low = min(((difference, step) for step, _, difference in mean_differences(systems)), default=None)
         last = ours[-1] if ours else (0, 0, 0.0)
@@ -173,6 +192,9 @@ def print_differences(runs: dict) -> None:
     brackets), with one standard error of the seed-by-seed differences where there are two seeds
     or more, and how many points are behind by more than that error."""
     for name, systems in runs.items():
+        labels = {system: label for system, label, *_ in SYSTEMS}
+        for system, seed in unpaired_runs(systems):
+            print(f"{TASKS[name].title}: {labels[system]} seed {seed} left out until the other system runs it")
         points = mean_differences(systems)
         if not points:
             continue

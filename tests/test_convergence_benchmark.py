@@ -90,12 +90,16 @@ def test_the_error_bars_pair_the_systems_seed_by_seed():
 
 
 def test_the_differences_compare_only_seeds_both_systems_ran(tmp_path, capsys):
-    write_run(tmp_path, "ours", 0, {1: 0.5, 101: 0.90, 201: 0.92})
-    write_run(tmp_path, "hf_baseline", 0, {1: 0.5, 101: 0.89, 201: 0.90})
-    write_run(tmp_path, "hf_baseline", 1, {1: 0.5, 101: 0.80, 201: 0.80})   # ours of seed 1 not run yet
+    write_run(tmp_path, "ours", 0, {1: 0.5, 101: 0.90, 201: 0.92}, test=0.91)
+    write_run(tmp_path, "hf_baseline", 0, {1: 0.5, 101: 0.89, 201: 0.90}, test=0.90)
+    write_run(tmp_path, "hf_baseline", 1, {1: 0.5, 101: 0.80, 201: 0.80}, test=0.70)   # ours of seed 1 not run yet
     plot_curves(tmp_path)
     out = capsys.readouterr().out
     assert "ours - HF on dev: +1.00 (808); +2.00 (1,608)" in out            # seed 0 against seed 0
+    row = next(line for line in out.splitlines() if line.startswith("| ChnSentiCorp"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:5] == ["1", "201 (1,608)", "92.00 / 91.00", "90.00 / 90.00"]   # HF of seed 0 alone
+    assert "HF fine-tune seed 1 left out until the other system runs it" in out
     write_run(tmp_path, "ours", 1, {1: 0.5})                                 # seed 1 started: one point
     plot_curves(tmp_path)
     assert "ours - HF on dev:" not in capsys.readouterr().out                # no step after the first reached by both
