@@ -57,9 +57,8 @@ def mean_curve(seeds: list) -> list:
 
 def plot_curves(results: Path) -> None:
     """``results``/convergence.png: one column per task; on top, dev score against examples seen,
-    both systems (the mean over the seeds both ran, see
-    ``comparable_runs``, and each seed faintly when there are several);
-    below, the difference of the mean curves (ours - HF). Then the summary table."""
+    both systems (the mean over the seeds of ``comparable_runs``, and each seed faintly when there
+    are several); below, the difference of the mean curves (ours - HF). Then the summary table."""
     import matplotlib
 
     matplotlib.use("Agg")
