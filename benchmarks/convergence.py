@@ -40,7 +40,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.convergence_results import TASKS, Task, plot_curves, result_path  # noqa: E402
+from benchmarks.convergence_results import TASKS, Task, plot_curves, print_pooled, result_path  # noqa: E402
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
 from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
@@ -56,6 +56,9 @@ def main() -> None:
     args = parse_args()
     if args.replot:
         plot_curves(args.results)
+        return
+    if args.pool:
+        print_pooled(args.pool, args.task)
         return
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -109,6 +112,8 @@ def parse_args() -> argparse.Namespace:
                              "(on, cpu.cfg's [initialize.after_init]); cpu.cfg's own 'auto' would switch "
                              "only ours, and only on CPUs with bfloat16 instructions")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
+    parser.add_argument("--pool", type=Path, nargs="+", help="only print ours - HF of every paired run of "
+                        "--task in these folders, averaged over the first epoch and after it, then over the runs")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
     return parser.parse_args()

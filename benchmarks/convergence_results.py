@@ -18,13 +18,14 @@ class Task:
     metric: str          # spaCy score that picks the best checkpoint
     title: str
     published: tuple     # (figure, what it is)
+    train_size: int      # examples in one epoch (the shared corpus' train split)
 
 
 TASKS = {
     "resume": Task("ner", "resume_ner", "bmes", "ents_f", "Resume NER: entity F1",
-                   (95.9, "bert-base-chinese + CRF, test (published)")),
+                   (95.9, "bert-base-chinese + CRF, test (published)"), 3821),
     "chnsenticorp": Task("cls", "chnsenticorp", "tsv", "cats_accuracy", "ChnSentiCorp: accuracy",
-                         (95.0, "bert-base-chinese, test (published)")),
+                         (95.0, "bert-base-chinese, test (published)"), 9600),
 }
 
 
@@ -213,3 +214,43 @@ def score_pair(seeds: list) -> str:
         return "(running)"
     return (f"{100 * sum(s['best_dev'] for s in done) / len(done):.2f} / "
             f"{100 * sum(s['test'] for s in done) / len(done):.2f}")
+
+
+def first_epoch_differences(folders: list, name: str) -> list:
+    """(folder, seed, ours - HF averaged over the points in the first epoch, and over the points
+    after it, None where there are none), in points, for every seed both systems ran in each
+    folder; the first evaluation (one update, both at chance) left out."""
+    epoch = TASKS[name].train_size
+    rows = []
+    for folder in folders:
+        paired = paired_runs(load_runs(Path(folder)).get(name, {}))
+        hf = {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in paired["hf_baseline"]}
+        for run in paired["ours"]:
+            seed = run["args"]["seed"]
+            points = [(p["examples"], 100 * (p["dev"] - hf[seed][p["step"]])) for p in run["curve"]
+                      if p["step"] > 1 and p["step"] in hf[seed]]
+            rows.append((str(folder), seed, mean_or_none([d for examples, d in points if examples <= epoch]),
+                         mean_or_none([d for examples, d in points if examples > epoch])))
+    return rows
+
+
+def print_pooled(folders: list, name: str) -> None:
+    """Each paired run's mean ours - HF in the first epoch and after it, then their mean over the
+    runs with one standard error (each run one sample; the runs differ in schedule and seed)."""
+    rows = first_epoch_differences(folders, name)
+    for folder, seed, first, later in rows:
+        print(f"{folder} seed {seed}: first epoch {signed(first)}, after it {signed(later)}")
+    for column, label in ((2, "first epoch"), (3, "after it")):
+        values = [row[column] for row in rows if row[column] is not None]
+        if len(values) > 1:
+            error = statistics.stdev(values) / len(values) ** 0.5
+            print(f"{TASKS[name].title}, ours - HF, {label}: {statistics.mean(values):+.2f} ± {error:.2f} "
+                  f"(mean of {len(values)} runs ± one standard error)")
+
+
+def mean_or_none(values: list) -> Optional[float]:
+    return statistics.mean(values) if values else None
+
+
+def signed(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:+.2f}"

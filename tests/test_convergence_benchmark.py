@@ -14,7 +14,7 @@ from spacy.util import load_config_from_str
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.convergence import run_arguments, set_cpu_bf16  # noqa: E402
 from benchmarks.convergence_results import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
-                                            result_path)
+                                            print_pooled, result_path)
 from benchmarks.data import one_task_config  # noqa: E402
 from benchmarks.padding_cost import our_window_lengths, padded_cost  # noqa: E402
 
@@ -103,6 +103,23 @@ def test_the_differences_compare_only_seeds_both_systems_ran(tmp_path, capsys):
     write_run(tmp_path, "ours", 1, {1: 0.5})                                 # seed 1 started: one point
     plot_curves(tmp_path)
     assert "ours - HF on dev:" not in capsys.readouterr().out                # no step after the first reached by both
+
+
+def test_the_pooled_differences_split_each_paired_run_at_one_epoch(tmp_path, capsys):
+    short, long = tmp_path / "short", tmp_path / "long"                # ChnSentiCorp: 9,600 reviews an epoch
+    short.mkdir(), long.mkdir()
+    write_run(short, "ours", 0, {1: 0.5, 600: 0.90, 1200: 0.92})       # 4,800 and 9,600 reviews
+    write_run(short, "hf_baseline", 0, {1: 0.6, 600: 0.88, 1200: 0.93})
+    write_run(long, "ours", 1, {1: 0.5, 600: 0.86, 1300: 0.95, 2400: 0.95})
+    write_run(long, "hf_baseline", 1, {1: 0.5, 600: 0.87, 1300: 0.94, 2400: 0.92})
+    write_run(long, "hf_baseline", 2, {1: 0.5, 600: 0.10})             # no ours of seed 2: left out
+    print_pooled([short, long], "chnsenticorp")
+    out = capsys.readouterr().out
+    assert f"{short} seed 0: first epoch +0.50, after it -" in out      # (+2 - 1) / 2; step 1 left out
+    assert f"{long} seed 1: first epoch -1.00, after it +2.00" in out   # +1 and +3 after 9,600 reviews
+    assert "seed 2" not in out
+    assert "first epoch: -0.25 ± 0.75 (mean of 2 runs" in out           # +0.5 and -1.0
+    assert "after it:" not in out                                       # one run has points after it
 
 
 @pytest.mark.parametrize("variable", [None, ""])
