@@ -1,5 +1,6 @@
-"""The convergence runs' tasks and result files: reading them back, the learning-curve plot and
-the summary table (benchmarks/convergence.py trains and writes them; `--replot` comes here)."""
+"""The convergence runs' tasks and result files: reading them back, the learning-curve plot, the
+summary table and the pooled differences (benchmarks/convergence.py trains and writes them;
+`--replot` and `--pool` come here)."""
 from __future__ import annotations
 
 import json
@@ -236,7 +237,8 @@ def first_epoch_differences(folders: list, name: str) -> list:
 
 def print_pooled(folders: list, name: str) -> None:
     """Each paired run's mean ours - HF in the first epoch and after it, then their mean over the
-    runs with one standard error (each run one sample; the runs differ in schedule and seed)."""
+    runs with one standard error (each run one sample, though one seed's runs on different
+    schedules see the same batches)."""
     rows = first_epoch_differences(folders, name)
     for folder, seed, first, later in rows:
         print(f"{folder} seed {seed}: first epoch {signed(first)}, after it {signed(later)}")

@@ -107,7 +107,8 @@ def test_the_differences_compare_only_seeds_both_systems_ran(tmp_path, capsys):
 
 def test_the_pooled_differences_split_each_paired_run_at_one_epoch(tmp_path, capsys):
     short, long = tmp_path / "short", tmp_path / "long"                # ChnSentiCorp: 9,600 reviews an epoch
-    short.mkdir(), long.mkdir()
+    short.mkdir()
+    long.mkdir()
     write_run(short, "ours", 0, {1: 0.5, 600: 0.90, 1200: 0.92})       # 4,800 and 9,600 reviews
     write_run(short, "hf_baseline", 0, {1: 0.6, 600: 0.88, 1200: 0.93})
     write_run(long, "ours", 1, {1: 0.5, 600: 0.86, 1300: 0.95, 2400: 0.95})
