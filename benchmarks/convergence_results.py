@@ -155,11 +155,15 @@ def unpaired_runs(systems: dict) -> list:
             if run not in kept.get(system, [])]
 
 
+def dev_by_seed(runs: list) -> dict:
+    """{seed: {step: dev score}} of each run."""
+    return {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in runs}
+
+
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
     """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
     None with fewer than two such seeds."""
-    by_seed = {system: {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in runs}
-               for system, runs in paired_runs(systems).items()}
+    by_seed = {system: dev_by_seed(runs) for system, runs in paired_runs(systems).items()}
     seeds = sorted(by_seed["ours"])
     if len(seeds) < 2:
         return None
@@ -192,8 +196,8 @@ def print_differences(runs: dict) -> None:
     """Per task, ours - HF of the mean dev curves at every point after the first (examples seen in
     brackets), with one standard error of the seed-by-seed differences where there are two seeds
     or more, and how many points are behind by more than that error."""
+    labels = {system: label for system, label, *_ in SYSTEMS}
     for name, systems in runs.items():
-        labels = {system: label for system, label, *_ in SYSTEMS}
         for system, seed in unpaired_runs(systems):
             print(f"{TASKS[name].title}: {labels[system]} seed {seed} left out until the other system runs it")
         points = mean_differences(systems)
@@ -225,7 +229,7 @@ def first_epoch_differences(folders: list, name: str) -> list:
     rows = []
     for folder in folders:
         paired = paired_runs(load_runs(Path(folder)).get(name, {}))
-        hf = {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in paired["hf_baseline"]}
+        hf = dev_by_seed(paired["hf_baseline"])
         for run in paired["ours"]:
             seed = run["args"]["seed"]
             points = [(p["examples"], 100 * (p["dev"] - hf[seed][p["step"]])) for p in run["curve"]
