@@ -155,22 +155,28 @@ def unpaired_runs(systems: dict) -> list:
             if run not in kept.get(system, [])]
 
 
-def dev_by_seed(runs: list) -> dict:
-    """{seed: {step: dev score}} of each run."""
-    return {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in runs}
+def seed_differences(systems: dict) -> dict:
+    """{seed: {step: (examples, ours - HF in points)}} for each seed both systems ran, at the steps
+    both reached."""
+    paired = paired_runs(systems)
+    hf = {run["args"]["seed"]: {p["step"]: p["dev"] for p in run["curve"]} for run in paired["hf_baseline"]}
+    differences = {}
+    for run in sorted(paired["ours"], key=lambda run: run["args"]["seed"]):
+        hf_dev = hf[run["args"]["seed"]]
+        differences[run["args"]["seed"]] = {p["step"]: (p["examples"], 100 * (p["dev"] - hf_dev[p["step"]]))
+                                            for p in run["curve"] if p["step"] in hf_dev}
+    return differences
 
 
 def paired_standard_errors(systems: dict, steps: list) -> Optional[list]:
     """At each step, the standard error (points) of the mean of ours - HF over the seeds both ran;
     None with fewer than two such seeds."""
-    by_seed = {system: dev_by_seed(runs) for system, runs in paired_runs(systems).items()}
-    seeds = sorted(by_seed["ours"])
-    if len(seeds) < 2:
+    by_seed = seed_differences(systems)
+    if len(by_seed) < 2:
         return None
     errors = []
     for step in steps:
-        differences = [100 * (by_seed["ours"][seed][step] - by_seed["hf_baseline"][seed][step])
-                       for seed in seeds if step in by_seed["ours"][seed] and step in by_seed["hf_baseline"][seed]]
+        differences = [points[step][1] for points in by_seed.values() if step in points]
         errors.append(statistics.stdev(differences) / len(differences) ** 0.5 if len(differences) > 1 else 0.0)
     return errors
 
@@ -228,14 +234,10 @@ def first_epoch_differences(folders: list, name: str) -> list:
     epoch = TASKS[name].train_size
     rows = []
     for folder in folders:
-        paired = paired_runs(load_runs(Path(folder)).get(name, {}))
-        hf = dev_by_seed(paired["hf_baseline"])
-        for run in paired["ours"]:
-            seed = run["args"]["seed"]
-            points = [(p["examples"], 100 * (p["dev"] - hf[seed][p["step"]])) for p in run["curve"]
-                      if p["step"] > 1 and p["step"] in hf[seed]]
-            rows.append((str(folder), seed, mean_or_none([d for examples, d in points if examples <= epoch]),
-                         mean_or_none([d for examples, d in points if examples > epoch])))
+        for seed, points in seed_differences(load_runs(Path(folder)).get(name, {})).items():
+            later = [(examples, d) for step, (examples, d) in points.items() if step > 1]
+            rows.append((str(folder), seed, mean_or_none([d for examples, d in later if examples <= epoch]),
+                         mean_or_none([d for examples, d in later if examples > epoch])))
     return rows
 
 

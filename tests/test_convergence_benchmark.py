@@ -80,7 +80,7 @@ def test_bfloat16_asked_of_a_config_without_the_callback_stops_the_run():
 
 def test_the_error_bars_pair_the_systems_seed_by_seed():
     def run(seed, devs):
-        return {"args": {"seed": seed}, "curve": [{"step": step, "dev": dev} for step, dev in devs.items()]}
+        return {"args": {"seed": seed}, "curve": [{"step": step, "examples": 8 * step, "dev": dev} for step, dev in devs.items()]}
     systems = {"ours": [run(0, {101: 0.90, 201: 0.92}), run(1, {101: 0.88, 201: 0.93}), run(5, {101: 0.5})],
                "hf_baseline": [run(1, {101: 0.86, 201: 0.93}), run(0, {101: 0.90, 201: 0.91})]}
     errors = paired_standard_errors(systems, [101, 201])   # seed 5 has no HF run: left out
