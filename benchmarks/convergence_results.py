@@ -222,7 +222,7 @@ def score_pair(seeds: list) -> str:
     """Best dev / test, means over the seeds that finished."""
     done = [seed for seed in seeds if "test" in seed]
     if not done:
-        return "(running)"
+        return "(no run scored on test yet)"
     return (f"{100 * sum(s['best_dev'] for s in done) / len(done):.2f} / "
             f"{100 * sum(s['test'] for s in done) / len(done):.2f}")
 
