@@ -23,6 +23,7 @@ summary compare the two systems' mean dev curves (each seed's own curve faint be
     python benchmarks/convergence.py --task chnsenticorp --system hf --max-steps 800 --eval-every 100 --threads 1
     python benchmarks/convergence.py --task chnsenticorp --system ours ... --seed 1 --threads 1 &
     python benchmarks/convergence.py --replot
+    python benchmarks/convergence.py --task chnsenticorp --band benchmarks/results/batches_of_seed0
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.convergence_results import TASKS, Task, plot_curves, print_pooled, result_path  # noqa: E402
+from benchmarks.convergence_results import TASKS, Task, plot_curves, print_band, print_pooled, result_path  # noqa: E402
 from benchmarks.data import SHARED_DATA, one_task_config, read_bio_sentences, read_tsv_rows  # noqa: E402
 from benchmarks.hf_baseline import SequenceClassifier, TokenTagger, fine_tune, training_order  # noqa: E402
 from spacy_bert_zh.conversion import CLS_ATTRS, NER_ATTRS, convert_cls, convert_ner  # noqa: E402
@@ -59,6 +60,9 @@ def main() -> None:
         return
     if args.pool:
         print_pooled(args.pool, args.task)
+        return
+    if args.band:
+        print_band(args.band, args.task)
         return
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -114,6 +118,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON files")
     parser.add_argument("--pool", type=Path, nargs="+", help="only print ours - HF of every paired run of "
                         "--task in these folders, averaged over the first epoch and after it, then over the runs")
+    parser.add_argument("--band", type=Path, help="only print, for the runs of --task in this folder (all on one "
+                        "sequence of batches: benchmarks/trial_batch_seed.py), each system's mean dev and range "
+                        "at every step, and ours - HF with its standard error")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
     return parser.parse_args()

@@ -1,6 +1,6 @@
 """The convergence runs' tasks and result files: reading them back, the learning-curve plot, the
-summary table and the pooled differences (benchmarks/convergence.py trains and writes them;
-`--replot` and `--pool` come here)."""
+summary table, the pooled differences and the band of runs on one sequence of batches
+(benchmarks/convergence.py trains and writes them; `--replot`, `--pool` and `--band` come here)."""
 from __future__ import annotations
 
 import json
@@ -254,6 +254,39 @@ def print_pooled(folders: list, name: str) -> None:
             error = statistics.stdev(values) / len(values) ** 0.5
             print(f"{TASKS[name].title}, ours - HF, {label}: {statistics.mean(values):+.2f} ± {error:.2f} "
                   f"(mean of {len(values)} runs ± one standard error)")
+
+
+def print_band(folder: Path, name: str) -> None:
+    """For runs of both systems that all saw one sequence of batches, with different seeds for the
+    heads' initialisation and dropout (benchmarks/trial_batch_seed.py), at each step after the first
+    that every run reached: each system's mean dev and its lowest and highest run, and ours - HF of
+    the means with the standard error of that difference (Welch's: each system's runs are independent
+    samples, not pairs)."""
+    systems = load_runs(Path(folder)).get(name, {})
+    ours, hf = systems.get("ours", []), systems.get("hf_baseline", [])
+    if len(ours) < 2 or len(hf) < 2:
+        sys.exit(f"{folder}: --band needs two runs or more of each system on {name}")
+    print(f"{TASKS[name].title}: {len(ours)} runs of ours, {len(hf)} of the HF fine-tune, one sequence of batches")
+    behind = clearly = 0
+    steps = [(step, examples) for step, examples, _ in mean_curve(ours + hf) if step > 1]
+    for step, examples in steps:
+        ours_dev, hf_dev = dev_at(ours, step), dev_at(hf, step)
+        difference = statistics.mean(ours_dev) - statistics.mean(hf_dev)
+        error = (statistics.variance(ours_dev) / len(ours_dev) + statistics.variance(hf_dev) / len(hf_dev)) ** 0.5
+        behind += difference < 0
+        clearly += difference < -error
+        print(f"  step {step:,} ({examples:,} examples): ours {spread(ours_dev)}, HF {spread(hf_dev)}, "
+              f"ours - HF {difference:+.2f} ± {error:.2f}")
+    print(f"  behind at {behind} of {len(steps)} points, by more than one standard error at {clearly}")
+
+
+def dev_at(runs: list, step: int) -> list:
+    """Each run's dev score at ``step``, in points."""
+    return [100 * next(point["dev"] for point in run["curve"] if point["step"] == step) for run in runs]
+
+
+def spread(values: list) -> str:
+    return f"{statistics.mean(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
 
 
 def mean_or_none(values: list) -> Optional[float]:

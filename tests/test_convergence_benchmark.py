@@ -14,7 +14,7 @@ from spacy.util import load_config_from_str
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.convergence import run_arguments, set_cpu_bf16  # noqa: E402
 from benchmarks.convergence_results import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
-                                            print_pooled, result_path)
+                                            print_band, print_pooled, result_path)
 from benchmarks.data import one_task_config  # noqa: E402
 from benchmarks.padding_cost import our_window_lengths, padded_cost  # noqa: E402
 
@@ -121,6 +121,26 @@ def test_the_pooled_differences_split_each_paired_run_at_one_epoch(tmp_path, cap
     assert "seed 2" not in out
     assert "first epoch: -0.25 ± 0.75 (mean of 2 runs" in out           # +0.5 and -1.0
     assert "after it:" not in out                                       # one run has points after it
+
+
+def test_the_band_compares_every_run_of_one_batch_order_unpaired(tmp_path, capsys):
+    write_run(tmp_path, "ours", 0, {1: 0.5, 100: 0.90, 200: 0.92})
+    write_run(tmp_path, "ours", 2, {1: 0.5, 100: 0.86, 200: 0.92})
+    write_run(tmp_path, "hf_baseline", 0, {1: 0.5, 100: 0.89, 200: 0.95})
+    write_run(tmp_path, "hf_baseline", 4, {1: 0.5, 100: 0.87, 200: 0.93})   # no ours of seed 4: still counted
+    write_run(tmp_path, "hf_baseline", 5, {1: 0.5, 100: 0.85, 200: 0.94})
+    print_band(tmp_path, "chnsenticorp")
+    out = capsys.readouterr().out
+    assert "2 runs of ours, 3 of the HF fine-tune" in out
+    # step 100: ours 88 (variance 8), HF 87 (variance 4): +1.00 ± sqrt(8 / 2 + 4 / 3)
+    assert "step 100 (800 examples): ours 88.00 [86.00, 90.00], HF 87.00 [85.00, 89.00], ours - HF +1.00 ± 2.31" in out
+    # step 200: ours 92 (variance 0), HF 94 (variance 1): -2.00 ± sqrt(1 / 3)
+    assert "ours - HF -2.00 ± 0.58" in out
+    assert "step 1 " not in out                                            # one update: both at chance
+    assert "behind at 1 of 2 points, by more than one standard error at 1" in out
+    (tmp_path / "convergence_chnsenticorp_ours_seed2.json").unlink()
+    with pytest.raises(SystemExit, match="two runs or more of each system"):
+        print_band(tmp_path, "chnsenticorp")
 
 
 @pytest.mark.parametrize("variable", [None, ""])
