@@ -1,8 +1,9 @@
 """Trial: benchmarks/convergence.py on one seed's batches with another seed's randomness
 elsewhere (``--seed``: the classifier's initialisation and the dropout masks), for either system.
 
-Ours and the baseline see the same batches (``--order paired``) but draw different dropout masks
-and start from different heads. How far each system's own dev curve moves when only that changes
+Ours and the baseline see the same batches (``--order paired``) but draw different dropout masks,
+and the baseline starts from another classifier (ours' softmax head starts at zero whatever the
+seed). How far each system's own dev curve moves when only that changes
 is the noise against which a single paired run's ours - HF is read; several runs of each on the
 same batches put a band around both curves.
 
