@@ -71,20 +71,35 @@ def main() -> None:
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
     steps = planned_steps(args)
     if args.system in ("ours", "both"):
-        ours = {"task": args.task, "system": "ours", "args": run_arguments(args), "curve": []}
+        ours = {"task": args.task, "system": "ours", "script": script_name(), "args": run_arguments(args),
+                "curve": []}
         with tempfile.TemporaryDirectory() as work:
             train_ours(task, encoder, args, Path(work), ours, result_path(args.results, args.task, "ours", args.seed))
         steps = [point["step"] for point in ours["curve"]]  # where ours stopped, with patience
     if args.system in ("hf", "both"):
-        baseline = {"task": args.task, "system": "hf_baseline", "args": run_arguments(args), "curve": []}
+        baseline = {"task": args.task, "system": "hf_baseline", "script": script_name(),
+                    "args": run_arguments(args), "curve": []}
         train_baseline(task, encoder, args, steps, baseline,
                        result_path(args.results, args.task, "hf_baseline", args.seed))
     plot_curves(args.results)
 
 
 def run_arguments(args) -> dict:
-    """The command line as JSON values (paths as strings)."""
-    return {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    """The command line as JSON values: paths as strings, relative to the repository inside it."""
+    return {key: recorded(value) for key, value in vars(args).items()}
+
+
+def recorded(value):
+    """``value`` as a JSON value; an absolute path inside the repository relative to it."""
+    if not isinstance(value, (str, Path)) or not Path(value).is_absolute():
+        return str(value) if isinstance(value, Path) else value
+    path = Path(value).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def script_name() -> str:
+    """The script this run was started as (a trial script patches convergence.main)."""
+    return recorded(Path(sys.argv[0]).resolve())
 
 
 def planned_steps(args) -> list:

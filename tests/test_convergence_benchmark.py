@@ -12,7 +12,7 @@ import pytest
 from spacy.util import load_config_from_str
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.convergence import run_arguments, set_cpu_bf16  # noqa: E402
+from benchmarks.convergence import ROOT, run_arguments, set_cpu_bf16  # noqa: E402
 from benchmarks.convergence_results import (load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
                                             print_band, print_pooled, result_path)
 from benchmarks.data import one_task_config  # noqa: E402
@@ -57,8 +57,10 @@ def test_the_summary_compares_mean_curves_after_the_first_point(tmp_path, capsys
 
 
 def test_the_command_line_is_written_as_json_with_paths_as_strings(tmp_path):
-    arguments = run_arguments(argparse.Namespace(results=tmp_path / "trial", seed=1, task="resume"))
-    assert json.loads(json.dumps(arguments)) == {"results": str(tmp_path / "trial"), "seed": 1, "task": "resume"}
+    arguments = run_arguments(argparse.Namespace(results=tmp_path / "trial", seed=1, task="resume",
+                                                 config=str(ROOT / "configs" / "cpu.cfg"), system="ours"))
+    assert json.loads(json.dumps(arguments)) == {"results": str(tmp_path / "trial"), "seed": 1, "task": "resume",
+                                                 "config": "configs/cpu.cfg", "system": "ours"}
 
 
 @pytest.mark.parametrize("enabled", ["off", "on"])
