@@ -62,7 +62,7 @@ def main() -> None:
         print_pooled(args.pool, args.task)
         return
     if args.band:
-        print_band(args.band, args.task)
+        print_band(args.band, args.task, args.band_baseline)
         return
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -136,6 +136,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--band", type=Path, help="only print, for the runs of --task in this folder (all on one "
                         "sequence of batches: benchmarks/trial_batch_seed.py), each system's mean dev and range "
                         "at every step, and ours - HF with its standard error")
+    parser.add_argument("--band-baseline", type=Path, help="with --band: read the HF runs from this folder "
+                        "instead (a trial's runs of ours against the baseline's runs on the same batches)")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
     return parser.parse_args()

@@ -256,14 +256,15 @@ def print_pooled(folders: list, name: str) -> None:
                   f"(mean of {len(values)} runs ± one standard error)")
 
 
-def print_band(folder: Path, name: str) -> None:
+def print_band(folder: Path, name: str, baseline_folder: Optional[Path] = None) -> None:
     """For runs of both systems that all saw one sequence of batches, with different seeds for the
     heads' initialisation and dropout (benchmarks/trial_batch_seed.py), at each step after the first
     that every run reached: each system's mean dev and its lowest and highest run, and ours - HF of
     the means with the standard error of that difference (Welch's: each system's runs are independent
-    samples, not pairs)."""
-    systems = load_runs(Path(folder)).get(name, {})
-    ours, hf = systems.get("ours", []), systems.get("hf_baseline", [])
+    samples, not pairs). Ours' runs are read from ``folder``; the baseline's from ``baseline_folder``
+    when given (a trial's runs of ours against the baseline runs kept elsewhere), else ``folder``."""
+    ours = load_runs(Path(folder)).get(name, {}).get("ours", [])
+    hf = load_runs(Path(baseline_folder or folder)).get(name, {}).get("hf_baseline", [])
     if len(ours) < 2 or len(hf) < 2:
         sys.exit(f"{folder}: --band needs two runs or more of each system on {name}")
     print(f"{TASKS[name].title}: {len(ours)} runs of ours, {len(hf)} of the HF fine-tune, one sequence of batches")

@@ -145,6 +145,22 @@ def test_the_band_compares_every_run_of_one_batch_order_unpaired(tmp_path, capsy
         print_band(tmp_path, "chnsenticorp")
 
 
+def test_a_band_reads_a_trials_runs_of_ours_against_the_baseline_kept_elsewhere(tmp_path, capsys):
+    trial, baseline = tmp_path / "trial", tmp_path / "baseline"
+    trial.mkdir(), baseline.mkdir()
+    write_run(trial, "ours", 0, {1: 0.5, 100: 0.90})
+    write_run(trial, "ours", 2, {1: 0.5, 100: 0.86})
+    write_run(trial, "hf_baseline", 0, {1: 0.5, 100: 0.10})       # not read: the baseline is elsewhere
+    write_run(baseline, "ours", 0, {1: 0.5, 100: 0.10})           # not read: ours is the trial's
+    write_run(baseline, "hf_baseline", 0, {1: 0.5, 100: 0.89})
+    write_run(baseline, "hf_baseline", 4, {1: 0.5, 100: 0.85})
+    print_band(trial, "chnsenticorp", baseline)
+    out = capsys.readouterr().out
+    assert "2 runs of ours, 2 of the HF fine-tune" in out
+    # ours 88 (variance 8), HF 87 (variance 8): +1.00 ± sqrt(8 / 2 + 8 / 2)
+    assert "ours 88.00 [86.00, 90.00], HF 87.00 [85.00, 89.00], ours - HF +1.00 ± 2.83" in out
+
+
 @pytest.mark.parametrize("variable", [None, ""])
 def test_the_benchmarks_find_the_shared_corpora_beside_the_repository(monkeypatch, variable):
     import importlib
