@@ -24,6 +24,8 @@ summary compare the two systems' mean dev curves (each seed's own curve faint be
     python benchmarks/convergence.py --task chnsenticorp --system ours ... --seed 1 --threads 1 &
     python benchmarks/convergence.py --replot
     python benchmarks/convergence.py --task chnsenticorp --band benchmarks/results/batches_of_seed0
+    python benchmarks/convergence.py --task chnsenticorp --band benchmarks/results/batches_of_seed0/head_init \
+        --band-baseline benchmarks/results/batches_of_seed0
 """
 from __future__ import annotations
 

@@ -263,10 +263,12 @@ def print_band(folder: Path, name: str, baseline_folder: Optional[Path] = None) 
     the means with the standard error of that difference (Welch's: each system's runs are independent
     samples, not pairs). Ours' runs are read from ``folder``; the baseline's from ``baseline_folder``
     when given (a trial's runs of ours against the baseline runs kept elsewhere), else ``folder``."""
+    baseline_folder = baseline_folder or folder
     ours = load_runs(Path(folder)).get(name, {}).get("ours", [])
-    hf = load_runs(Path(baseline_folder or folder)).get(name, {}).get("hf_baseline", [])
+    hf = load_runs(Path(baseline_folder)).get(name, {}).get("hf_baseline", [])
     if len(ours) < 2 or len(hf) < 2:
-        sys.exit(f"{folder}: --band needs two runs or more of each system on {name}")
+        sys.exit(f"--band needs two runs or more of each system on {name}: {len(ours)} of ours in {folder}, "
+                 f"{len(hf)} of the HF fine-tune in {baseline_folder}")
     print(f"{TASKS[name].title}: {len(ours)} runs of ours, {len(hf)} of the HF fine-tune, one sequence of batches")
     behind = clearly = 0
     steps = [(step, examples) for step, examples, _ in mean_curve(ours + hf) if step > 1]

@@ -30,7 +30,7 @@ def normal_init(ops, shape):
     return ops.asarray2f(numpy.random.normal(0.0, INITIALIZER_RANGE, shape))
 
 
-def softmax_started_as_hf(nO=None, nI=None, **kwargs):
+def softmax_started_as_hf(nO=None, nI=None):
     return Softmax(nO=nO, nI=nI, init_W=normal_init)
 
 
