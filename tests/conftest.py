@@ -3,9 +3,23 @@ pipeline and the pipeline of configs/cpu.cfg trained on the embedded corpus."""
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pytest
+
+# The real corpora beside the repository (as benchmarks/data.py finds them); tests that read them skip
+SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def corpus(relative: str) -> Path:
+    """A file of the shared data; the test is skipped when it is not there."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the shared corpora are absent (set SPACY_BERT_ZH_SHARED_DATA)")
+    return path
+
 
 NER_LABELS = ("PER", "LOC", "ORG")
 TEXTCAT_LABELS = ("正面", "负面", "中性")

@@ -15,8 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.convergence import ROOT, read_split, run_arguments, set_cpu_bf16  # noqa: E402
 from benchmarks.convergence_results import (TASKS, load_runs, mean_curve, paired_standard_errors, plot_curves,  # noqa: E402
                                             print_band, print_pooled, result_path)
-from benchmarks.data import SHARED_DATA, one_task_config  # noqa: E402
+from benchmarks.data import one_task_config  # noqa: E402
 from benchmarks.padding_cost import our_window_lengths, padded_cost  # noqa: E402
+from conftest import corpus  # noqa: E402
 
 CPU_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cpu.cfg"
 
@@ -165,9 +166,7 @@ def test_a_band_reads_a_trials_runs_of_ours_against_the_baseline_kept_elsewhere(
 def test_an_epoch_is_the_shared_training_split(name):
     """--pool splits the curves at one epoch without reading the corpus: its size must be the split's."""
     task = TASKS[name]
-    if not (SHARED_DATA / task.folder / f"train.{task.suffix}").is_file():
-        pytest.skip(f"{SHARED_DATA / task.folder} not found: the shared corpora are absent "
-                    f"(set SPACY_BERT_ZH_SHARED_DATA)")
+    corpus(f"{task.folder}/train.{task.suffix}")       # skips when the shared corpora are absent
     assert task.train_size == len(read_split(task, "train"))
 
 

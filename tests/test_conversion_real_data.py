@@ -1,28 +1,16 @@
 """Round trips of the converters on the real corpora in ../shared/data (skipped when absent)."""
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from conftest import load_docs
+from conftest import SHARED_DATA, corpus, load_docs
 from spacy_bert_zh.conversion import convert_cls, convert_ner, write_ner_file
-
-SHARED_DATA = Path(os.environ.get("SPACY_BERT_ZH_SHARED_DATA")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared corpora not found at {SHARED_DATA} "
                                                                   f"(set SPACY_BERT_ZH_SHARED_DATA to their folder)")
-
-
-def corpus(relative: str) -> Path:
-    """A file of the shared data; the test is skipped when it is not there."""
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"{path} not found: the shared corpora are absent (set SPACY_BERT_ZH_SHARED_DATA)")
-    return path
 
 
 def without_trailing_blank_lines(lines: list[str]) -> list[str]:
