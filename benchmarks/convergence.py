@@ -73,17 +73,20 @@ def main() -> None:
     encoder = args.encoder or str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
     steps = planned_steps(args)
     if args.system in ("ours", "both"):
-        ours = {"task": args.task, "system": "ours", "script": script_name(), "args": run_arguments(args),
-                "curve": []}
+        ours = new_result(args, "ours")
         with tempfile.TemporaryDirectory() as work:
             train_ours(task, encoder, args, Path(work), ours, result_path(args.results, args.task, "ours", args.seed))
         steps = [point["step"] for point in ours["curve"]]  # where ours stopped, with patience
     if args.system in ("hf", "both"):
-        baseline = {"task": args.task, "system": "hf_baseline", "script": script_name(),
-                    "args": run_arguments(args), "curve": []}
+        baseline = new_result(args, "hf_baseline")
         train_baseline(task, encoder, args, steps, baseline,
                        result_path(args.results, args.task, "hf_baseline", args.seed))
     plot_curves(args.results)
+
+
+def new_result(args, system: str) -> dict:
+    """A run's result before its first evaluation: what ran, and an empty curve."""
+    return {"task": args.task, "system": system, "script": script_name(), "args": run_arguments(args), "curve": []}
 
 
 def run_arguments(args) -> dict:

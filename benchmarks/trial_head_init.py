@@ -19,8 +19,8 @@ import spacy.ml.models.textcat as spacy_textcat
 from thinc.api import Softmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import convergence, hf_baseline  # noqa: E402
-from benchmarks.trial_batch_seed import batches_of_seed_0  # noqa: E402
+from benchmarks import convergence  # noqa: E402
+from benchmarks.trial_batch_seed import use_batches_of_seed_0  # noqa: E402
 
 INITIALIZER_RANGE = 0.02  # m3e-small's (and bert-base-chinese's) config.json
 
@@ -36,6 +36,5 @@ def softmax_started_as_hf(nO=None, nI=None):
 
 if __name__ == "__main__":
     spacy_textcat.Softmax = softmax_started_as_hf   # build_reduce_text_classifier's output layer
-    hf_baseline.training_order = batches_of_seed_0
-    convergence.training_order = batches_of_seed_0
+    use_batches_of_seed_0()
     convergence.main()
