@@ -19,7 +19,7 @@ from thinc.api import Dropout, Model, chain, reduce_mean
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import convergence  # noqa: E402
 from benchmarks.trial_batch_seed import use_batches_of_seed_0  # noqa: E402
-from benchmarks.trial_head_init import softmax_started_as_hf  # noqa: E402
+from benchmarks.trial_head_init import use_drawn_head  # noqa: E402
 
 
 def mean_then_dropout() -> Model:
@@ -30,7 +30,7 @@ def mean_then_dropout() -> Model:
 def use_hf_head() -> None:
     """build_reduce_text_classifier's reduction and output layer, as HF's head."""
     spacy_textcat.reduce_mean = mean_then_dropout
-    spacy_textcat.Softmax = softmax_started_as_hf
+    use_drawn_head()
 
 
 if __name__ == "__main__":

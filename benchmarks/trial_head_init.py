@@ -34,7 +34,12 @@ def softmax_started_as_hf(nO=None, nI=None):
     return Softmax(nO=nO, nI=nI, init_W=normal_init)
 
 
+def use_drawn_head() -> None:
+    """build_reduce_text_classifier's output layer, drawn as HF draws its classifier."""
+    spacy_textcat.Softmax = softmax_started_as_hf
+
+
 if __name__ == "__main__":
-    spacy_textcat.Softmax = softmax_started_as_hf   # build_reduce_text_classifier's output layer
+    use_drawn_head()
     use_batches_of_seed_0()
     convergence.main()
