@@ -6,7 +6,8 @@ This patches spaCy's training loop: before the step's first ``finish_update`` ev
 the pipeline (the heads' and the encoder's) is scaled by ``min(1, MAX_NORM / norm)``. spaCy's
 losses sum over the batch, so the baseline's 1.0 is the batch size here (Adam ignores a constant
 scale). Pass a config with ``grad_clip = 0.0`` and the default ``--batch-size 8``; prints the
-global norms every 50 steps.
+global norms every 50 steps. Every seed trains on seed 0's batches (as benchmarks/trial_batch_seed.py),
+so several seeds put a band around ours' curve there.
 
     python benchmarks/trial_global_clip.py --task chnsenticorp --system ours --max-steps 3600 \
         --eval-every 200 --patience 0 --seed 0 --config C --results DIR
@@ -20,6 +21,7 @@ from spacy_transformers.pipeline_component import Transformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import convergence  # noqa: E402
+from benchmarks.trial_batch_seed import use_batches_of_seed_0  # noqa: E402
 
 MAX_NORM = 8.0  # the baseline's 1.0 on a batch-mean loss, for --batch-size 8
 STATE = {"nlp": None, "norms": []}
@@ -74,4 +76,5 @@ def finish_update(self, sgd):
 if __name__ == "__main__":
     Language.update = update
     Transformer.finish_update = finish_update
+    use_batches_of_seed_0()
     convergence.main()
