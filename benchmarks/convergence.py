@@ -25,7 +25,7 @@ summary compare the two systems' mean dev curves (each seed's own curve faint be
     python benchmarks/convergence.py --replot
     python benchmarks/convergence.py --task chnsenticorp --band benchmarks/results/batches_of_seed0
     python benchmarks/convergence.py --task chnsenticorp --band benchmarks/results/batches_of_seed0/head_init \
-        --band-baseline benchmarks/results/batches_of_seed0
+        --band-baseline benchmarks/results/batches_of_seed0 --band-against benchmarks/results/batches_of_seed0
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def main() -> None:
         print_pooled(args.pool, args.task)
         return
     if args.band:
-        print_band(args.band, args.task, args.band_baseline)
+        print_band(args.band, args.task, args.band_baseline, args.band_against)
         return
     torch.set_num_threads(args.threads)
     task = TASKS[args.task]
@@ -143,6 +143,8 @@ def parse_args() -> argparse.Namespace:
                         "at every step, and ours - HF with its standard error")
     parser.add_argument("--band-baseline", type=Path, help="with --band: read the HF runs from this folder "
                         "instead (a trial's runs of ours against the baseline's runs on the same batches)")
+    parser.add_argument("--band-against", type=Path, help="with --band: also print ours - the runs of ours in "
+                        "this folder (another variant of ours on the same batches), with its standard error")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help="folder of the JSON files and the PNG (another one for trial runs)")
     return parser.parse_args()

@@ -256,31 +256,50 @@ def print_pooled(folders: list, name: str) -> None:
                   f"(mean of {len(values)} runs ± one standard error)")
 
 
-def print_band(folder: Path, name: str, baseline_folder: Optional[Path] = None) -> None:
+def print_band(folder: Path, name: str, baseline_folder: Optional[Path] = None,
+               against_folder: Optional[Path] = None) -> None:
     """For runs of both systems that all saw one sequence of batches, with different seeds for the
     heads' initialisation and dropout (benchmarks/trial_batch_seed.py), at each step after the first
     that every run reached: each system's mean dev and its lowest and highest run, and ours - HF of
     the means with the standard error of that difference (Welch's: each system's runs are independent
     samples, not pairs). Ours' runs are read from ``folder``; the baseline's from ``baseline_folder``
-    when given (a trial's runs of ours against the baseline runs kept elsewhere), else ``folder``."""
+    when given (a trial's runs of ours against the baseline runs kept elsewhere), else ``folder``.
+    With ``against_folder`` (another variant's runs of ours on the same batches), each line also gives
+    ours - those runs, the same way."""
     baseline_folder = baseline_folder or folder
-    ours = load_runs(Path(folder)).get(name, {}).get("ours", [])
-    hf = load_runs(Path(baseline_folder)).get(name, {}).get("hf_baseline", [])
-    if len(ours) < 2 or len(hf) < 2:
-        sys.exit(f"--band needs two runs or more of each system on {name}: {len(ours)} of ours in {folder}, "
-                 f"{len(hf)} of the HF fine-tune in {baseline_folder}")
-    print(f"{TASKS[name].title}: {len(ours)} runs of ours, {len(hf)} of the HF fine-tune, one sequence of batches")
+    ours = band_runs(folder, name, "ours", "ours")
+    hf = band_runs(baseline_folder, name, "hf_baseline", "the HF fine-tune")
+    other = band_runs(against_folder, name, "ours", "ours") if against_folder else []
+    print(f"{TASKS[name].title}: {len(ours)} runs of ours, {len(hf)} of the HF fine-tune, one sequence of batches"
+          + (f"; against {len(other)} runs of ours in {against_folder}" if other else ""))
     behind = clearly = 0
-    steps = [(step, examples) for step, examples, _ in mean_curve(ours + hf) if step > 1]
+    steps = [(step, examples) for step, examples, _ in mean_curve(ours + hf + other) if step > 1]
     for step, examples in steps:
         ours_dev, hf_dev = dev_at(ours, step), dev_at(hf, step)
-        difference = statistics.mean(ours_dev) - statistics.mean(hf_dev)
-        error = (statistics.variance(ours_dev) / len(ours_dev) + statistics.variance(hf_dev) / len(hf_dev)) ** 0.5
+        difference, error = welch(ours_dev, hf_dev)
         behind += difference < 0
         clearly += difference < -error
-        print(f"  step {step:,} ({examples:,} examples): ours {spread(ours_dev)}, HF {spread(hf_dev)}, "
-              f"ours - HF {difference:+.2f} ± {error:.2f}")
+        line = (f"  step {step:,} ({examples:,} examples): ours {spread(ours_dev)}, HF {spread(hf_dev)}, "
+                f"ours - HF {difference:+.2f} ± {error:.2f}")
+        if other:
+            line += ", against the other ours {:+.2f} ± {:.2f}".format(*welch(ours_dev, dev_at(other, step)))
+        print(line)
     print(f"  behind at {behind} of {len(steps)} points, by more than one standard error at {clearly}")
+
+
+def band_runs(folder: Path, name: str, system: str, described: str) -> list:
+    """The runs of ``system`` on ``name`` in ``folder``: two or more, else exit naming the folder."""
+    runs = load_runs(Path(folder)).get(name, {}).get(system, [])
+    if len(runs) < 2:
+        sys.exit(f"--band needs two runs or more of each system on {name}: {len(runs)} of {described} in {folder}")
+    return runs
+
+
+def welch(first: list, second: list) -> tuple:
+    """Mean of ``first`` - mean of ``second``, and the standard error of that difference (Welch's)."""
+    difference = statistics.mean(first) - statistics.mean(second)
+    error = (statistics.variance(first) / len(first) + statistics.variance(second) / len(second)) ** 0.5
+    return difference, error
 
 
 def dev_at(runs: list, step: int) -> list:

@@ -162,6 +162,26 @@ def test_a_band_reads_a_trials_runs_of_ours_against_the_baseline_kept_elsewhere(
     assert "ours 88.00 [86.00, 90.00], HF 87.00 [85.00, 89.00], ours - HF +1.00 ± 2.83" in out
 
 
+def test_a_band_compares_a_trials_runs_of_ours_against_another_variants(tmp_path, capsys):
+    trial, default = tmp_path / "trial", tmp_path / "default"
+    trial.mkdir(), default.mkdir()
+    write_run(trial, "ours", 0, {1: 0.5, 100: 0.90})
+    write_run(trial, "ours", 2, {1: 0.5, 100: 0.86})
+    for seed, dev in [(0, 0.89), (4, 0.85)]:
+        write_run(default, "hf_baseline", seed, {1: 0.5, 100: dev})
+    for seed, dev in [(0, 0.84), (2, 0.85), (3, 0.86)]:
+        write_run(default, "ours", seed, {1: 0.5, 100: dev})
+    print_band(trial, "chnsenticorp", default, default)
+    out = capsys.readouterr().out
+    assert f"against 3 runs of ours in {default}" in out
+    # the trial's 88 (variance 8) against the default's 85 (variance 1): +3.00 ± sqrt(8 / 2 + 1 / 3)
+    assert "ours - HF +1.00 ± 2.83, against the other ours +3.00 ± 2.08" in out
+    (default / "convergence_chnsenticorp_ours_seed2.json").unlink()
+    (default / "convergence_chnsenticorp_ours_seed3.json").unlink()
+    with pytest.raises(SystemExit, match=f"1 of ours in {default}"):
+        print_band(trial, "chnsenticorp", default, default)
+
+
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_an_epoch_is_the_shared_training_split(name):
     """--pool splits the curves at one epoch without reading the corpus: its size must be the split's."""
