@@ -73,8 +73,13 @@ def finish_update(self, sgd):
     return original_finish(self, sgd)
 
 
-if __name__ == "__main__":
+def use_global_clip() -> None:
+    """spaCy's training loop clips every gradient of the pipeline together, as the baseline does."""
     Language.update = update
     Transformer.finish_update = finish_update
+
+
+if __name__ == "__main__":
+    use_global_clip()
     use_batches_of_seed_0()
     convergence.main()
