@@ -64,7 +64,7 @@ def main() -> None:
     use_global_clip()   # before the pipeline exists: its reordered step wraps the patched finish_update
     nlp, optimizer = ours_pipeline(encoder, labels, baseline, train, args)
     ours_steps = ours_training(nlp, optimizer, train, labels, args)
-    print(f"{'step':>4}  " + "  ".join(f"{name.split('.', 1)[1][:34]:>34}" for name in COMPARED))
+    print(f"{'step':>4}  " + "  ".join(f"{name[-34:]:>34}" for name in COMPARED))
 
     def compare(step: int) -> None:
         ratios = [apart(weight(baseline.model, name), ours_weight(nlp, COMPARED[name]), start[name])
