@@ -38,6 +38,7 @@ from .annotate_options import AnnotateOptions
 from .arrow_output import check_text_column
 from .distill_corpus import READER
 from .distill_texts import write_first_rows, write_with_gold_texts
+from .listener_steps import CALLBACK as STEP_AFTER_LISTENERS
 
 DISTILL_CONFIG = "distill.cfg"
 # what the student learns on the texts of --gold: their gold labels, or the teacher's targets
@@ -355,6 +356,8 @@ def write_student_config(student: Path, silver: Path, dest: Path, options: Disti
         if options.learn_rate is not None:
             schedule["initial_rate"] = options.learn_rate
     config["paths"] = {**config.get("paths", {}), "train": None, "dev": None}
+    if not config["nlp"].get("after_pipeline_creation"):   # a teacher trained before the callback
+        config["nlp"]["after_pipeline_creation"] = {"@callbacks": STEP_AFTER_LISTENERS}
     config.to_disk(dest)
     (dest.parent / "distill.json").write_text(json.dumps({k: str(v) if isinstance(v, Path) else v
                                                           for k, v in asdict(options).items()}, indent=2))

@@ -77,6 +77,12 @@ def test_the_training_options_reach_the_student_config(untrained_pipeline, tmp_p
                                       tmp_path / name / "distill.cfg", options)
         return spacy.util.load_config(config)["training"]
 
+    def creation_callback(teacher: Path, name: str) -> dict:
+        (tmp_path / name).mkdir()
+        config = write_student_config(teacher, tmp_path / "silver.parquet", tmp_path / name / "distill.cfg",
+                                      DistillOptions())
+        return spacy.util.load_config(config)["nlp"]["after_pipeline_creation"]
+
     teacher = spacy.util.load_config(untrained_pipeline / "config.cfg")["training"]
     default = training(DistillOptions(max_steps=40), "default")
     assert default["dropout"] == teacher["dropout"]
@@ -87,6 +93,12 @@ def test_the_training_options_reach_the_student_config(untrained_pipeline, tmp_p
     for bad in (-0.1, 1.0):
         with pytest.raises(DistillError, match="--dropout must be in"):
             DistillOptions(dropout=bad)
+    # a teacher trained before step_after_listeners: its student steps its encoder on time anyway
+    old_teacher = tmp_path / "old_teacher"
+    spacy.load(untrained_pipeline, config={"nlp": {"after_pipeline_creation": None}}).to_disk(old_teacher)
+    assert not spacy.util.load_config(old_teacher / "config.cfg")["nlp"]["after_pipeline_creation"]
+    expected = {"@callbacks": "spacy_bert_zh.step_after_listeners.v1"}
+    assert creation_callback(old_teacher, "old") == expected == creation_callback(untrained_pipeline, "new")
 
 
 def test_dropout_reaches_the_students_encoder_through_its_saved_config(untrained_pipeline, tmp_path):
