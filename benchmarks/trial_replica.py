@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import spacy_bert_zh.pooled_textcat as pooled_textcat  # noqa: E402
 from benchmarks import convergence, trial_truncate  # noqa: E402
+from benchmarks.trial_as_baseline import BASELINE_OPTIMIZER  # noqa: E402
 from benchmarks.trial_batch_seed import use_batches_of_seed_0  # noqa: E402
 from benchmarks.trial_global_clip import use_global_clip  # noqa: E402
 from benchmarks.trial_head_init import softmax_started_as_hf  # noqa: E402
 
 REPLICA_TEXTCAT = {"@architectures": pooled_textcat.ARCHITECTURE, "dropout": 0.1, "grad_factor": 1.0, "nO": None}
-REPLICA_OPTIMIZER = {"grad_clip": 0.0, "head_learn_rate_scale": 1.0}
 original_one_task_config = convergence.one_task_config
 
 
@@ -35,7 +35,7 @@ def replica_config(component: str, score_weights: dict, path: Path = None):
         sys.exit("trial_replica.py: classification tasks only")
     config = original_one_task_config(component, score_weights, path)
     config["components"]["textcat"]["model"] = dict(REPLICA_TEXTCAT)
-    config["training"]["optimizer"].update(REPLICA_OPTIMIZER)
+    config["training"]["optimizer"].update(BASELINE_OPTIMIZER)
     return config
 
 

@@ -70,7 +70,7 @@ def main() -> None:
         ratios = [apart(weight(baseline.model, name), ours_weight(nlp, COMPARED[name]), start[name])
                   for name in COMPARED]
         print(f"{step:>4}  " + "  ".join(f"{ratio:>34.2e}" for ratio in ratios), flush=True)
-        next(ours_steps)   # ours' next step, to compare after the baseline's next one
+        next(ours_steps, None)   # ours' next step (none after the last), to compare after the baseline's
 
     next(ours_steps)       # ours' first step
     fine_tune(baseline, train, args.steps, seed=args.seed, batch_size=BATCH_SIZE, learn_rate=LEARN_RATE,
@@ -138,7 +138,6 @@ def ours_training(nlp, optimizer, train: list, labels: list, args):
         nlp.update(examples(nlp, batch, labels), drop=0.0, sgd=optimizer)
         optimizer.step_schedules()
         yield step
-    yield None
 
 
 def examples(nlp, rows: list, labels: list) -> list:
