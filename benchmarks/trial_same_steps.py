@@ -41,6 +41,7 @@ from spacy_bert_zh.training import make_head_scaled_adam  # noqa: E402
 LEARN_RATE = 1e-4
 BATCH_SIZE = 8
 MAX_CHARACTERS = 120   # short reviews: no truncation on either side
+HELD_OUT = 16          # reviews both systems classify at the end
 # the baseline's parameter name -> ours' (an encoder parameter, or a thinc layer's (node name, param))
 COMPARED = {
     "classifier.weight": ("softmax", "W"),
@@ -54,8 +55,8 @@ COMPARED = {
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    rows = short_reviews(args.seed)
-    train, held_out = rows[:args.train], rows[args.train:args.train + 16]
+    rows = short_reviews(args.seed, args.train + HELD_OUT)
+    train, held_out = rows[:args.train], rows[args.train:]
     labels = sorted({label for label, _ in rows})
     encoder = str(fetch_encoder(ROOT / "encoders" / "m3e-small"))
     baseline = SequenceClassifier(encoder, labels, args.seed, "cpu")
@@ -90,12 +91,12 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def short_reviews(seed: int) -> list:
+def short_reviews(seed: int, count: int) -> list:
     path = SHARED_DATA / "chnsenticorp" / "train.tsv"
     if not path.is_file():
         sys.exit(f"{path} is absent: this check needs the real corpora")
     rows = [row for row in read_tsv_rows(path) if len(row[1]) <= MAX_CHARACTERS]
-    return random.Random(seed).sample(rows, 96)
+    return random.Random(seed).sample(rows, count)
 
 
 def switch_off_dropout(module: torch.nn.Module) -> None:
